@@ -1,0 +1,81 @@
+"""The `gestan-release` command line.
+
+argparse rather than typer/cyclopts: start-up time is part of the product (`changelog` answers in
+well under half a second), so every command module imports its heavy dependencies (Prefect, httpx,
+SQLAlchemy, rich) inside its handler, never at module level.
+
+Each command module exposes `register(subparsers)` which adds its parsers and sets
+`func(args) -> int | None` as the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from gestan_release.errors import GestanReleaseError
+
+# Modules that register commands, in `--help` order.
+COMMAND_MODULES = (
+    "gestan_release.commands.history",
+    "gestan_release.commands.tickets",
+    "gestan_release.commands.releases",
+    "gestan_release.updates.cli",
+    "gestan_release.commands.channels",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gestan-release",
+        description=(
+            "Release-and-hotfix pipeline for Gestan: gather the tickets fixed since the last "
+            "release, cut a full version or a U sub-version, publish it to the update endpoint, "
+            "announce it and tell every reporter."
+        ),
+        epilog="Run `gestan-release COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument(
+        "--repo",
+        default=".",
+        metavar="PATH",
+        help="the git repository to work on (default: the current directory)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a command family not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except GestanReleaseError as exc:
+        print(f"gestan-release: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gestan-release: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `gestan-release changelog | head`
+        return 0
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

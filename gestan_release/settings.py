@@ -1,0 +1,200 @@
+"""Settings: `GESTAN_RELEASE_<NAME>` environment variables, else `gestan-release.toml` at the
+repository root (same names, lower case), else the defaults below.
+
+Secrets are only read from the environment (or, in flows, from Prefect Secret blocks): a secret
+found in the toml file is refused, since that file is usually committed.
+
+This is a small typed loader rather than pydantic-settings on purpose: `gestan-release changelog`
+must answer in well under half a second, and importing pydantic-settings alone costs ~0.4 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gestan_release.errors import ConfigError
+
+ENV_PREFIX = "GESTAN_RELEASE_"
+TOML_NAME = "gestan-release.toml"
+
+
+class Secret:
+    """A secret value that never shows itself in repr, str, logs or exceptions."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def _secret() -> Any:
+    return field(default=None, metadata={"secret": True})
+
+
+def _list(*items: str) -> Any:
+    return field(default=items)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of INTERFACES.md. Paths are resolved by `load`."""
+
+    repo: Path = Path(".")
+    database_url: str | None = None
+    state_dir: Path | None = None
+    outbox_dir: Path | None = None
+    tag_prefix: str = "v"
+    main_branch: str = "main"
+    remote: str | None = None
+    version_file: str | None = None
+    build_command: str | None = None
+    artifacts: str | None = None
+    # Ticket references: what a commit means is data, not code (cf. git-cliff's commit_parsers).
+    ticket_patterns: tuple[str, ...] = _list(r"(?<![\w&/])#(\d+)\b")
+    fix_trailers: tuple[str, ...] = _list("Ticket", "Fixes", "Closes", "Corrige")
+    ref_trailers: tuple[str, ...] = _list("Refs")
+    # Update endpoint
+    updates_url: str | None = None
+    updates_token: Secret | None = _secret()
+    updates_signing_key: Path | None = None
+    updates_channels: tuple[str, ...] = _list("stable", "nightly")
+    # X
+    x_enabled: bool = False
+    x_api_base: str = "https://api.x.com"
+    x_bearer_token: Secret | None = _secret()
+    x_refresh_token: Secret | None = _secret()
+    x_client_id: str | None = None
+    x_consumer_key: Secret | None = _secret()
+    x_consumer_secret: Secret | None = _secret()
+    x_access_token: Secret | None = _secret()
+    x_access_token_secret: Secret | None = _secret()
+    # Forum
+    forum_enabled: bool = False
+    forum_base_url: str | None = None
+    forum_token: Secret | None = _secret()
+    forum_category: str = "nouvelles-versions"
+    # Mail
+    smtp_enabled: bool = False
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_security: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: Secret | None = _secret()
+    mail_from: str = "Support Gestan <support@gestan.fr>"
+    mail_reply_to: str | None = None
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def updates_dir(self) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / "updates"
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
+    kind = str(kind)
+    try:
+        if raw is None:
+            return None
+        if "bool" in kind:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _BOOL_TRUE:
+                return True
+            if text in _BOOL_FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if "int" in kind:
+            return int(raw)
+        if "tuple" in kind:
+            if isinstance(raw, (list, tuple)):
+                return tuple(str(x) for x in raw)
+            return tuple(part.strip() for part in str(raw).split(",") if part.strip())
+        if "Secret" in kind:
+            return Secret(str(raw))
+        if "Path" in kind:
+            return Path(str(raw)).expanduser()
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name.upper()} from {source} is invalid: {exc}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings for the repository at `repo`, from the environment, the toml file and defaults."""
+    env = os.environ if env is None else env
+    repo_path = Path(repo).expanduser().resolve()
+    toml = _read_toml(repo_path / TOML_NAME)
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(toml) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{repo_path / TOML_NAME}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(n for n in known if n != 'repo')}"
+        )
+    values: dict[str, Any] = {"repo": repo_path}
+    for name, f in known.items():
+        if name == "repo":
+            continue
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in env:
+            values[name] = _coerce(name, f.type, env[env_name], env_name)
+        elif name in toml:
+            if f.metadata.get("secret"):
+                raise ConfigError(
+                    f"{name} is a secret and must not be in {TOML_NAME} (it is usually committed); "
+                    f"set {env_name} in the environment or a Prefect Secret block instead"
+                )
+            values[name] = _coerce(name, f.type, toml[name], TOML_NAME)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    state = settings.state_dir or repo_path / ".gestan-release"
+    if not state.is_absolute():
+        state = repo_path / state
+    outbox = settings.outbox_dir or state / "outbox"
+    key = settings.updates_signing_key or state / "keys" / "updates.ed25519.pem"
+    db = settings.database_url or f"sqlite:///{state / 'gestan.db'}"
+    if settings.smtp_security not in ("starttls", "ssl", "none"):
+        raise ConfigError(
+            f"SMTP_SECURITY must be starttls, ssl or none, not {settings.smtp_security!r}"
+        )
+    return settings.replace(
+        state_dir=state, outbox_dir=outbox, updates_signing_key=key, database_url=db
+    )
