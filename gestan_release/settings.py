@@ -49,12 +49,7 @@ class Secret:
         return bool(self._value)
 
 
-def _secret() -> Any:
-    return field(default=None, metadata={"secret": True})
-
-
-def _list(*items: str) -> Any:
-    return field(default=items)
+SECRET = {"secret": True}
 
 
 @dataclass(frozen=True)
@@ -72,28 +67,28 @@ class Settings:
     build_command: str | None = None
     artifacts: str | None = None
     # Ticket references: what a commit means is data, not code (cf. git-cliff's commit_parsers).
-    ticket_patterns: tuple[str, ...] = _list(r"(?<![\w&/])#(\d+)\b")
-    fix_trailers: tuple[str, ...] = _list("Ticket", "Fixes", "Closes", "Corrige")
-    ref_trailers: tuple[str, ...] = _list("Refs")
+    ticket_patterns: tuple[str, ...] = (r"(?<![\w&/])#(\d+)\b",)
+    fix_trailers: tuple[str, ...] = ("Ticket", "Fixes", "Closes", "Corrige")
+    ref_trailers: tuple[str, ...] = ("Refs",)
     # Update endpoint
     updates_url: str | None = None
-    updates_token: Secret | None = _secret()
+    updates_token: Secret | None = field(default=None, metadata=SECRET)
     updates_signing_key: Path | None = None
-    updates_channels: tuple[str, ...] = _list("stable", "nightly")
+    updates_channels: tuple[str, ...] = ("stable", "nightly")
     # X
     x_enabled: bool = False
     x_api_base: str = "https://api.x.com"
-    x_bearer_token: Secret | None = _secret()
-    x_refresh_token: Secret | None = _secret()
+    x_bearer_token: Secret | None = field(default=None, metadata=SECRET)
+    x_refresh_token: Secret | None = field(default=None, metadata=SECRET)
     x_client_id: str | None = None
-    x_consumer_key: Secret | None = _secret()
-    x_consumer_secret: Secret | None = _secret()
-    x_access_token: Secret | None = _secret()
-    x_access_token_secret: Secret | None = _secret()
+    x_consumer_key: Secret | None = field(default=None, metadata=SECRET)
+    x_consumer_secret: Secret | None = field(default=None, metadata=SECRET)
+    x_access_token: Secret | None = field(default=None, metadata=SECRET)
+    x_access_token_secret: Secret | None = field(default=None, metadata=SECRET)
     # Forum
     forum_enabled: bool = False
     forum_base_url: str | None = None
-    forum_token: Secret | None = _secret()
+    forum_token: Secret | None = field(default=None, metadata=SECRET)
     forum_category: str = "nouvelles-versions"
     # Mail
     smtp_enabled: bool = False
@@ -101,7 +96,7 @@ class Settings:
     smtp_port: int | None = None
     smtp_security: str = "starttls"
     smtp_username: str | None = None
-    smtp_password: Secret | None = _secret()
+    smtp_password: Secret | None = field(default=None, metadata=SECRET)
     mail_from: str = "Support Gestan <support@gestan.fr>"
     mail_reply_to: str | None = None
 

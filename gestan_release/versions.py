@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import total_ordering
 
-import semver
-
 from gestan_release.errors import VersionError
 
 _VERSION_RE = re.compile(
@@ -36,7 +34,7 @@ class Kind(StrEnum):
 @total_ordering
 @dataclass(frozen=True)
 class Version:
-    """A release version; `nightly` is the build date (YYYYMMDD) and `nightly_n` the same-day rank."""
+    """A release version; `nightly` is the build date (YYYYMMDD), `nightly_n` its same-day rank."""
 
     major: int
     minor: int
@@ -110,7 +108,9 @@ class Version:
         return f"{base} U{self.patch}" if self.patch else base
 
     # -- ordering: semver precedence -----------------------------------------------------------
-    def semver(self) -> semver.Version:
+    def semver(self):  # -> semver.Version (imported lazily: start-up time matters)
+        import semver
+
         return semver.Version.parse(str(self))
 
     def _key(self) -> tuple:
@@ -178,7 +178,8 @@ def parse_tag(tag: str, prefix: str = "v") -> Version:
         return Version.parse(tag[len(prefix) :])
     except VersionError:
         raise VersionError(
-            f"tag {tag!r} is not a release tag: expected {prefix}MAJOR.MINOR.PATCH (e.g. {prefix}15.4.1)"
+            f"tag {tag!r} is not a release tag: expected {prefix}MAJOR.MINOR.PATCH "
+            f"(e.g. {prefix}15.4.1)"
         ) from None
 
 
