@@ -1,0 +1,291 @@
+"""The database layer: engines, the shared declarative base, and schema migrations (Alembic).
+
+One database holds the tickets and (later) the release ledger. `DATABASE_URL` selects it: a SQLite
+file by default, PostgreSQL at scale. Every store opens it with `engine_for(url)` and calls
+`upgrade(url)` once before first use; migrations run programmatically, no `alembic.ini`.
+
+SQLite is opened so that concurrent runs *wait* instead of failing: WAL journal (readers never
+block the writer), a 30 s busy timeout, and every SQLAlchemy transaction starts with
+`BEGIN IMMEDIATE`, which takes the write lock up front. (A deferred BEGIN would let two runs both
+read, then one fail with "database is locked" when it upgrades to a write.) Read-only hot paths
+that must stay fast, like `tickets.lookup_tickets`, use the stdlib `sqlite3` module on a read-only
+connection instead, which never waits for a writer.
+
+Adding tables (the ledger, issue 3)
+-----------------------------------
+1. Write the ORM classes in their own module (e.g. `gestan_release/ledger.py`) as subclasses of
+   `db.Base`, and add that module's name to `MODEL_MODULES` below so that autogenerate sees them.
+2. Add the migration `gestan_release/migrations/versions/0002_ledger.py` with
+   `revision = "0002"` and `down_revision = "0001"`. Either write it by hand (copy the shape of
+   `0001_tickets.py`) or let Alembic draft it against a database at 0001, then review it:
+
+       python -m gestan_release.db revision --rev-id 0002 -m ledger --autogenerate
+
+   Give constraints explicit names (the naming convention of `metadata` does it for you in ORM
+   classes) and keep SQLite in mind: changing an existing table needs `op.batch_alter_table`.
+3. Nothing else: `upgrade(url)` takes every database to the newest head on first use, inside one
+   transaction (SQLite) or under an advisory lock (PostgreSQL), so concurrent first runs are safe.
+   Test it with `upgrade` twice on a file in `tmp_path` (see `tests/test_db.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+if TYPE_CHECKING:
+    from gestan_release.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# Modules whose ORM classes make up the schema; `migrations/env.py` imports them for autogenerate.
+MODEL_MODULES: tuple[str, ...] = ("gestan_release.db",)
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Any fixed 64-bit key: serialises concurrent migrations of one PostgreSQL database.
+_PG_MIGRATION_LOCK = 0x6765_7374_616E  # "gestan"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every table of gestan-release (tickets, ledger)."""
+
+    metadata = metadata
+
+
+class TicketRecord(Base):
+    """A row of `tickets`; `gestan_release.tickets.Ticket` is the immutable value built from it."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(sa.Text)
+    priority: Mapped[str] = mapped_column(sa.String(16), index=True)
+    reporter_name: Mapped[str] = mapped_column(sa.Text, default="")
+    reporter_email: Mapped[str] = mapped_column(sa.Text)
+    forum_url: Mapped[str | None] = mapped_column(sa.Text)
+    forum_tracked: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    ack_message_id: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.CheckConstraint("priority IN ('flash', 'haute', 'normale', 'basse')", name="priority"),
+        sa.CheckConstraint("status IN ('open', 'fixed', 'released')", name="status"),
+    )
+
+
+# -- engines ---------------------------------------------------------------------------------------
+
+_engines: dict[str, Engine] = {}
+_upgraded: set[str] = set()
+_lock = threading.Lock()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def create_engine(url: str) -> Engine:
+    """A new engine for `url`; for SQLite, creates the file's directory and sets up locking."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed)
+    wal = path is not None
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below (SQLAlchemy's documented
+        # recipe for pysqlite), so that DDL is transactional and BEGIN can be IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def engine_for(url: str) -> Engine:
+    """The process-wide engine for `url` (created on first use), shared by every store."""
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = create_engine(url)
+        return engine
+
+
+def dispose_all() -> None:
+    """Close every cached engine (tests, and before forking workers)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _upgraded.clear()
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+
+def alembic_config(url: str) -> Any:
+    """An Alembic `Config` for our migrations and `url`, built in code (there is no alembic.ini)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # configparser interpolation: a literal % (e.g. in a password) must be doubled.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (the newest by default); once per process."""
+    if revision == "head" and url in _upgraded:
+        return
+    from alembic import command
+
+    config = alembic_config(url)
+    with engine_for(url).begin() as connection:
+        # One transaction for the whole upgrade: on SQLite BEGIN IMMEDIATE makes a concurrent
+        # first run wait, then find the schema already current.
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    if revision == "head":
+        _upgraded.add(url)
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database at `url` is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine_for(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+# -- state directory -------------------------------------------------------------------------------
+
+
+def _git_dir(repo: Path) -> Path | None:
+    """The (common) git directory of `repo`, without running git: worktrees have a `.git` file."""
+    dot_git = repo / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    if not dot_git.is_file():
+        return None
+    text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return None
+    git_dir = Path(text.removeprefix("gitdir:").strip())
+    if not git_dir.is_absolute():
+        git_dir = (repo / git_dir).resolve()
+    common = git_dir / "commondir"
+    if common.is_file():
+        common_dir = Path(common.read_text(encoding="utf-8").strip())
+        return common_dir if common_dir.is_absolute() else (git_dir / common_dir).resolve()
+    return git_dir
+
+
+def ensure_state_dir(settings: Settings) -> Path:
+    """Create `STATE_DIR` and keep it out of `git status` via `.git/info/exclude` (added once)."""
+    state = settings.state_dir
+    assert state is not None, "settings must come from settings.load()"
+    state.mkdir(parents=True, exist_ok=True)
+    repo = settings.repo.resolve()
+    git_dir = _git_dir(repo)
+    if git_dir is None:
+        return state
+    try:
+        relative = state.resolve().relative_to(repo)
+    except ValueError:
+        return state  # outside the work tree: nothing to hide
+    line = f"/{relative.as_posix()}/"
+    exclude = git_dir / "info" / "exclude"
+    existing = exclude.read_text(encoding="utf-8") if exclude.is_file() else ""
+    if line in (entry.strip() for entry in existing.splitlines()):
+        return state
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    separator = "" if not existing or existing.endswith("\n") else "\n"
+    with exclude.open("a", encoding="utf-8") as fh:
+        fh.write(f"{separator}# gestan-release state (tickets, ledger, outbox)\n{line}\n")
+    return state
+
+
+# -- developer entry point -------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gestan_release.db upgrade URL | revision -m MSG --rev-id N [--autogenerate]`."""
+    parser = argparse.ArgumentParser(prog="python -m gestan_release.db", description=main.__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    up = sub.add_parser("upgrade", help="migrate a database to the newest schema")
+    up.add_argument("url")
+    rev = sub.add_parser("revision", help="draft a new migration file in migrations/versions")
+    rev.add_argument("-m", "--message", required=True)
+    rev.add_argument("--rev-id", required=True, help="the next number, e.g. 0002")
+    rev.add_argument("--autogenerate", action="store_true", help="diff MODEL_MODULES against --url")
+    rev.add_argument(
+        "--url",
+        default="sqlite://",
+        help="database to diff against (default: a fresh in-memory one, migrated to head first)",
+    )
+    args = parser.parse_args(argv)
+    if args.action == "upgrade":
+        upgrade(args.url)
+        return 0
+    from alembic import command
+
+    upgrade(args.url)
+    config = alembic_config(args.url)
+    with engine_for(args.url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.revision(
+            config,
+            message=args.message,
+            rev_id=args.rev_id,
+            autogenerate=args.autogenerate,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
