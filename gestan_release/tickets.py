@@ -163,12 +163,19 @@ def _one_line(name: str, value: str) -> str:
 
 def parse_reporter(text: str) -> tuple[str, str]:
     """`"Name <mail>"` (or a bare address) → (name, normalised address); TicketError if invalid."""
-    from email.utils import parseaddr
+    from email.utils import getaddresses
 
     if "\r" in text or "\n" in text:
         raise TicketError("--reporter must be on one line (it contains a line break)")
-    name, address = parseaddr(text)
-    if not address or "@" not in address:
+    pairs = getaddresses([text])
+    name, address = pairs[0] if len(pairs) == 1 else ("", "")
+    stripped = text.strip()
+    # The parser is lenient (it drops spaces, keeps the first of two addresses): insist that what
+    # it found is exactly what was written, one address at the end.
+    one_address = stripped.count("<") <= 1 and (
+        stripped.endswith(f"<{address}>") if "<" in stripped else stripped == address
+    )
+    if not address or "@" not in address or not one_address:
         raise TicketError(
             f'--reporter {text!r} is not "Name <address>": '
             'write it like --reporter "Alice Martin <alice@example.com>"'

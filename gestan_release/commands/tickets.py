@@ -1,0 +1,199 @@
+"""`gestan-release tickets import|add|list|show`: fill and read the ticket store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from gestan_release.commands import note, settings_from
+from gestan_release.errors import TicketError
+from gestan_release.tickets import STATUSES, Priority, Ticket
+
+PRIORITIES = [p.value for p in Priority]
+
+_FIELDS_HELP = (
+    "fields: id (int), title, priority (flash|haute|normale|basse), reporter_name, "
+    "reporter_email, forum_url (or empty), forum_tracked (true/false, default true), "
+    "ack_message_id (or empty), status (optional: open|fixed|released; absent keeps the stored one)"
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "tickets",
+        help="import, add, list and show the tickets releases fix",
+        description="The ticket store (DATABASE_URL): the bugs releases fix and who reported them.",
+    )
+    sub = parser.add_subparsers(dest="tickets_command", metavar="ACTION", required=True)
+
+    imp = sub.add_parser(
+        "import",
+        help="load tickets from a .json or .csv file (all or nothing)",
+        description=(
+            "Add or update every ticket of FILE: a .json array of objects or a .csv whose header "
+            "names the columns. The whole file is checked first; if any row is bad, every problem "
+            "is listed with its line and nothing is written."
+        ),
+        epilog=_FIELDS_HELP,
+    )
+    imp.add_argument("file", metavar="FILE", help="a .json or .csv file")
+    imp.set_defaults(func=cmd_import)
+
+    add = sub.add_parser(
+        "add",
+        help="add or update one ticket",
+        description="Add a ticket, or update the one with that id (its status is kept).",
+    )
+    add.add_argument("--id", type=int, required=True, metavar="N", help="ticket id (forum id)")
+    add.add_argument("--title", required=True, metavar="T", help="one-line summary of the bug")
+    add.add_argument("--priority", required=True, choices=PRIORITIES, help="support's triage")
+    add.add_argument(
+        "--reporter",
+        required=True,
+        metavar='"NAME <MAIL>"',
+        help='who reported it, e.g. "Alice Martin <alice@example.com>"',
+    )
+    add.add_argument("--forum-url", metavar="URL", help="the forum discussion of the report")
+    add.add_argument(
+        "--not-forum",
+        action="store_true",
+        help="not tracked through the forum: the reporter gets no mail when it is fixed",
+    )
+    add.add_argument(
+        "--ack-message-id",
+        metavar="ID",
+        help="Message-ID of the acknowledgement mail, so the 'fixed' mail joins its thread",
+    )
+    add.set_defaults(func=cmd_add)
+
+    lst = sub.add_parser(
+        "list",
+        help="list tickets, most urgent first",
+        description="List the stored tickets, most urgent first, then by id.",
+    )
+    lst.add_argument("--priority", choices=PRIORITIES, help="only this priority")
+    lst.add_argument("--status", choices=STATUSES, help="only this status")
+    lst.add_argument("--format", choices=("table", "json"), default="table", help="default: table")
+    lst.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show", help="show one ticket", description="Show one stored ticket.")
+    show.add_argument("id", type=int, metavar="N", help="ticket id")
+    show.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    show.set_defaults(func=cmd_show)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.tickets import TicketStore
+
+    settings = settings_from(args)
+    ensure_state_dir(settings)
+    assert settings.database_url is not None
+    return TicketStore(settings.database_url)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from gestan_release.tickets import read_import_file
+
+    rows = read_import_file(args.file)  # checked completely before the store is even opened
+    summary = _store(args).import_rows(rows)
+    note(str(summary))
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from gestan_release.tickets import parse_reporter, ticket_from_mapping
+
+    name, email = parse_reporter(args.reporter)
+    ticket, _, problems = ticket_from_mapping(
+        {
+            "id": str(args.id),
+            "title": args.title,
+            "priority": args.priority,
+            "reporter_name": name,
+            "reporter_email": email,
+            "forum_url": args.forum_url,
+            "forum_tracked": not args.not_forum,
+            "ack_message_id": args.ack_message_id,
+        }
+    )
+    if problems:
+        raise TicketError(f"ticket {args.id} not saved: " + "; ".join(problems))
+    outcome = _store(args).add(ticket)
+    verb = {"new": "added", "updated": "updated", "unchanged": "unchanged:"}[outcome]
+    note(f"{verb} ticket {ticket.id} ({ticket.priority.value}) {ticket.title}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    tickets = _store(args).list(priority=args.priority, status=args.status)
+    if args.format == "json":
+        json.dump([t.to_json() for t in tickets], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not tickets:
+        note("no tickets" + ("" if not (args.priority or args.status) else " match"))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column, options in (
+        ("id", {"justify": "right"}),
+        ("priority", {}),
+        ("status", {}),
+        ("title", {"overflow": "fold"}),
+        ("reporter", {}),
+        ("forum", {}),
+    ):
+        table.add_column(column, **options)
+    for t in tickets:
+        table.add_row(
+            str(t.id),
+            t.priority.value,
+            t.status,
+            t.title,
+            f"{t.reporter_name} <{t.reporter_email}>" if t.reporter_name else t.reporter_email,
+            "yes" if t.forum_tracked else "no",
+        )
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped or redirected: never cut a title to fit 80 columns
+        console = Console(highlight=False, width=100_000)
+    console.print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    ticket = _store(args).get(args.id)
+    if ticket is None:
+        raise TicketError(
+            f"ticket {args.id} is not in the store; add it with `gestan-release tickets add` "
+            "or `tickets import`"
+        )
+    if args.format == "json":
+        print(json.dumps(ticket.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(_as_text(ticket))
+    return 0
+
+
+def _as_text(ticket: Ticket) -> str:
+    reporter = ticket.reporter_email
+    if ticket.reporter_name:
+        reporter = f"{ticket.reporter_name} <{ticket.reporter_email}>"
+    lines = [
+        f"#{ticket.id} {ticket.title}",
+        f"priority:        {ticket.priority.value}",
+        f"status:          {ticket.status}",
+        f"reporter:        {reporter}",
+        f"forum:           {ticket.forum_url or '-'}"
+        + ("" if ticket.forum_tracked else " (not tracked: no mail)"),
+        f"ack message-id:  {ticket.ack_message_id or '-'}",
+    ]
+    if ticket.created_at:
+        lines.append(f"created:         {ticket.created_at:%Y-%m-%d %H:%M:%S %Z}")
+    if ticket.updated_at:
+        lines.append(f"updated:         {ticket.updated_at:%Y-%m-%d %H:%M:%S %Z}")
+    return "\n".join(lines)
