@@ -1,0 +1,382 @@
+"""Release entries, manifests and the choice of an update: pure functions, no I/O.
+
+A manifest is `{"channel", "serial", "expires", "releases"}`; it is signed over `canonical(...)`.
+Which update an install gets (`choose_update`) follows these rules:
+
+- the highest non-yanked release above the install's version that carries its platform, on its
+  channel; a channel other than `stable` also sees the `stable` releases (a nightly tester is never
+  left behind the public version);
+- a release whose `min_version` is above the install's version is out of reach: the install gets
+  the best release it *can* take instead — a stepping stone — and goes on from there next time;
+- a staged rollout (1–99 %) is decided by a hash of (install_id, version): the same install always
+  gets the same answer for a release, and the early group differs from release to release.
+  Critical releases and manual checks (`interactive`) skip a staged rollout; `rollout: 0` halts a
+  release for everyone;
+- the answer is `critical` if any release it jumps over (or itself) is critical, so that a later
+  optional U sub-version never hides an earlier flash fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gestan_release.errors import VersionError
+from gestan_release.updates import UpdatesError
+from gestan_release.versions import Version
+
+STABLE = "stable"
+CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+PLATFORM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+INSTALL_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_URL_RE = re.compile(r"^https?://[^\s]{1,2040}$")
+
+ENTRY_FIELDS = (
+    "version",
+    "label",
+    "kind",
+    "published_at",
+    "critical",
+    "min_version",
+    "rollout",
+    "artifacts",
+    "notes_url",
+    "yanked",
+    "yank_reason",
+)
+# Changed only through PATCH (rollout, yank) or set once (published_at): a second PUT of the same
+# release that differs only there is the same release, not a conflict.
+MUTABLE_FIELDS = frozenset({"rollout", "yanked", "yank_reason", "published_at"})
+MAX_ARTIFACTS = 16
+MAX_TEXT = 500
+
+
+class ManifestError(UpdatesError):
+    """A release entry, a channel or a version name is not acceptable."""
+
+
+# -- names ----------------------------------------------------------------------------------------
+def check_channel(name: object) -> str:
+    """The channel name, if it is a safe one (lower-case word, no path tricks)."""
+    if not isinstance(name, str) or not CHANNEL_RE.match(name):
+        raise ManifestError(
+            f"channel {name!r} is not valid: use lower-case letters, digits and '-', "
+            f"starting with a letter (e.g. stable, nightly)"
+        )
+    return name
+
+
+def check_platform(name: object) -> str:
+    if not isinstance(name, str) or not PLATFORM_RE.match(name):
+        raise ManifestError(
+            f"platform {name!r} is not valid: use lower-case letters, digits, '_' and '-' "
+            f"(e.g. win64)"
+        )
+    return name
+
+
+def parse_version(text: object, what: str = "version") -> Version:
+    if not isinstance(text, str):
+        raise ManifestError(f"{what} must be a string like 15.4.1, not {text!r}")
+    try:
+        v = Version.parse(text)
+    except VersionError as exc:
+        raise ManifestError(f"{what}: {exc}") from None
+    if str(v) != text:
+        raise ManifestError(f"{what} {text!r} is not written canonically: use {v}")
+    return v
+
+
+# -- time -----------------------------------------------------------------------------------------
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def format_time(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An ISO 8601 time; naive times are taken as UTC."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ManifestError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-27T10:00:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# -- canonical JSON -------------------------------------------------------------------------------
+def canonical(document: Any) -> bytes:
+    """The one byte encoding that is signed: sorted keys, no spaces, UTF-8. No floats allowed."""
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+# -- release entries ------------------------------------------------------------------------------
+def _url(value: object, what: str) -> str:
+    if not isinstance(value, str) or not _URL_RE.match(value):
+        raise ManifestError(f"{what} must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _bool(entry: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    value = entry.get(name, default)
+    if not isinstance(value, bool):
+        raise ManifestError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _text(value: object, what: str, *, optional: bool = True) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+        raise ManifestError(f"{what} must be a non-empty text of at most {MAX_TEXT} characters")
+    return value
+
+
+def _artifacts(value: object) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not value:
+        raise ManifestError(
+            'artifacts is required: {"win64": {"url": "https://…", "sha256": "…", "size": 123}}'
+        )
+    if len(value) > MAX_ARTIFACTS:
+        raise ManifestError(f"at most {MAX_ARTIFACTS} platforms per release")
+    out: dict[str, dict[str, Any]] = {}
+    for platform, art in value.items():
+        check_platform(platform)
+        if not isinstance(art, dict) or set(art) != {"url", "sha256", "size"}:
+            raise ManifestError(f"artifact {platform!r} must have exactly url, sha256 and size")
+        sha = art["sha256"]
+        if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+            raise ManifestError(f"artifact {platform!r}: sha256 must be 64 hexadecimal digits")
+        size = art["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ManifestError(f"artifact {platform!r}: size must be a byte count (integer ≥ 0)")
+        out[platform] = {
+            "url": _url(art["url"], f"artifact {platform!r} url"),
+            "sha256": sha.lower(),
+            "size": size,
+        }
+    return out
+
+
+def normalize_entry(
+    raw: Mapping[str, Any], *, version: str | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """A complete, validated release entry from `raw`, defaults filled in (see INTERFACES.md).
+
+    `version` is the one named by the URL, if any: the body may omit it but must not contradict it.
+    """
+    if not isinstance(raw, Mapping):
+        raise ManifestError("a release entry must be a JSON object")
+    unknown = sorted(set(raw) - set(ENTRY_FIELDS))
+    if unknown:
+        raise ManifestError(
+            f"unknown field(s) {', '.join(unknown)} in release entry; "
+            f"known: {', '.join(ENTRY_FIELDS)}"
+        )
+    text = raw.get("version", version)
+    if version is not None and text != version:
+        raise ManifestError(f"the body names version {text!r} but the URL names {version!r}")
+    v = parse_version(text)
+    kind = raw.get("kind", v.kind.value)
+    if kind != v.kind.value:
+        raise ManifestError(f"{v} is a {v.kind.value} version, not {kind!r}")
+    min_version = raw.get("min_version")
+    if min_version is not None and not parse_version(min_version, "min_version") < v:
+        raise ManifestError(f"min_version {min_version} must be below the release itself ({v})")
+    rollout = raw.get("rollout", 100)
+    if not isinstance(rollout, int) or isinstance(rollout, bool) or not 0 <= rollout <= 100:
+        raise ManifestError(f"rollout must be a whole percentage 0–100, not {rollout!r}")
+    published = raw.get("published_at")
+    published_at = format_time(parse_time(published) if published else (now or utc_now()))
+    yanked = _bool(raw, "yanked")
+    return {
+        "version": str(v),
+        "label": _text(raw.get("label", v.label), "label", optional=False),
+        "kind": kind,
+        "published_at": published_at,
+        "critical": _bool(raw, "critical"),
+        "min_version": min_version,
+        "rollout": rollout,
+        "artifacts": _artifacts(raw.get("artifacts")),
+        "notes_url": None if raw.get("notes_url") is None else _url(raw["notes_url"], "notes_url"),
+        "yanked": yanked,
+        "yank_reason": _text(raw.get("yank_reason"), "yank_reason") if yanked else None,
+    }
+
+
+def same_release(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two entries are the same release (rollout, yank and publication time aside)."""
+    return all(a.get(k) == b.get(k) for k in ENTRY_FIELDS if k not in MUTABLE_FIELDS)
+
+
+# -- manifests ------------------------------------------------------------------------------------
+def empty_manifest(channel: str) -> dict[str, Any]:
+    return {"channel": check_channel(channel), "serial": 0, "expires": None, "releases": []}
+
+
+def with_release(manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest with `entry` added or replaced, releases kept in version order."""
+    others = [r for r in manifest["releases"] if r["version"] != entry["version"]]
+    releases = sorted([*others, dict(entry)], key=lambda r: Version.parse(r["version"]))
+    return {**manifest, "releases": releases}
+
+
+def find_release(manifest: Mapping[str, Any], version: str) -> dict[str, Any] | None:
+    for r in manifest["releases"]:
+        if r["version"] == version:
+            return r
+    return None
+
+
+def next_serial(previous: int, now: dt.datetime | None = None) -> int:
+    """A serial above `previous` and not below the Unix time, so that even a store restored from an
+    old backup never goes back to a serial that clients have already seen."""
+    return max(previous + 1, int((now or utc_now()).timestamp()))
+
+
+# -- choosing an update ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    """A release as `choose_update` sees it, for one platform."""
+
+    version: Version
+    channel: str
+    critical: bool
+    rollout: int
+    min_version: Version | None
+    entry: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Choice:
+    target: Candidate
+    critical: bool
+
+
+def visible_channels(channel: str) -> tuple[str, ...]:
+    return (channel,) if channel == STABLE else (channel, STABLE)
+
+
+def candidates_for(
+    manifests: Mapping[str, Mapping[str, Any]], channel: str, platform: str
+) -> list[Candidate]:
+    """The non-yanked releases an install of `channel` on `platform` may get, highest first."""
+    seen: dict[Version, Candidate] = {}
+    for name in visible_channels(channel):
+        manifest = manifests.get(name)
+        if not manifest:
+            continue
+        for r in manifest["releases"]:
+            v = Version.parse(r["version"])
+            if r["yanked"] or platform not in r["artifacts"] or v in seen:
+                continue
+            mv = r.get("min_version")
+            seen[v] = Candidate(
+                v, name, r["critical"], r["rollout"], Version.parse(mv) if mv else None, r
+            )
+    return sorted(seen.values(), key=lambda c: c.version, reverse=True)
+
+
+def in_rollout(install_id: str, version: str, percent: int) -> bool:
+    """Whether this install is in the first `percent` % of `version`'s staged rollout.
+
+    Sticky (a pure function of install and version), monotonic in `percent`, and independent from
+    one version to the next, so the same installs are not always the first ones.
+    """
+    if percent >= 100:
+        return True
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{install_id}\x00{version}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
+
+
+def offered(c: Candidate, current: Version, install_id: str, interactive: bool) -> bool:
+    """Whether `c` may be offered to this install, taken on its own."""
+    if c.version <= current or c.rollout <= 0:
+        return False
+    if c.min_version is not None and current < c.min_version:
+        return False
+    if c.rollout >= 100 or c.critical or interactive:
+        return True
+    return in_rollout(install_id, str(c.version), c.rollout)
+
+
+def choose_update(
+    candidates: Sequence[Candidate], current: Version, install_id: str, *, interactive: bool = False
+) -> Choice | None:
+    """The update this install should take (`candidates` highest first), or None if up to date."""
+    for c in candidates:
+        if c.version <= current:
+            return None
+        if offered(c, current, install_id, interactive):
+            return Choice(c, is_critical_jump(candidates, current, c.version))
+    return None
+
+
+def is_critical_jump(candidates: Iterable[Candidate], current: Version, target: Version) -> bool:
+    """True if any release in (current, target] is critical: what the install would skip or take."""
+    return any(c.critical and current < c.version <= target for c in candidates)
+
+
+def current_yank(
+    manifests: Mapping[str, Mapping[str, Any]], channel: str, current: Version
+) -> tuple[bool, str | None]:
+    """Whether the version an install runs was yanked, and why."""
+    text = str(current)
+    for name in visible_channels(channel):
+        manifest = manifests.get(name)
+        r = find_release(manifest, text) if manifest else None
+        if r is not None:
+            return bool(r["yanked"]), r.get("yank_reason")
+    return False, None
+
+
+def check_answer(
+    choice: Choice | None,
+    *,
+    manifests: Mapping[str, Mapping[str, Any]],
+    channel: str,
+    platform: str,
+    current: Version,
+) -> dict[str, Any]:
+    """The signed statement of a `/v1/check` answer: the release to take, or `"version": null`.
+
+    The server sends it as the body of a 200, or — up to date and current version not yanked —
+    as a 204 with the statement in a header, so that "nothing new" is signed too (else an attacker
+    could answer 204 forever: a freeze attack). It echoes the request, so that an answer cannot
+    be replayed to another kind of install, and carries the serials and the earliest expiry of the
+    manifests it was computed from, which the client checks against rollback and freeze.
+    """
+    yanked, reason = current_yank(manifests, channel, current)
+    used = [manifests[n] for n in visible_channels(channel) if manifests.get(n)]
+    expiries = [m["expires"] for m in used if m.get("expires")]
+    common = {
+        "serial": manifests[channel]["serial"] if manifests.get(channel) else 0,
+        "serials": {m["channel"]: m["serial"] for m in used},
+        "expires": min(expiries) if expiries else None,
+        "current_yanked": yanked,
+        "current_yank_reason": reason,
+        "request": {"channel": channel, "platform": platform, "version": str(current)},
+    }
+    if choice is None:
+        return {"version": None, "critical": False, **common}
+    entry = dict(choice.target.entry)
+    return {
+        **entry,
+        "channel": choice.target.channel,
+        "artifact": entry["artifacts"][platform],
+        **common,
+        "critical": choice.critical,
+    }
