@@ -31,11 +31,11 @@ from gestan_release.updates import UpdatesError
 from gestan_release.versions import Version
 
 STABLE = "stable"
-CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
-PLATFORM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-INSTALL_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-_URL_RE = re.compile(r"^https?://[^\s]{1,2040}$")
+CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
+PLATFORM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
+INSTALL_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}\Z")
+_URL_RE = re.compile(r"^https?://[^\s]{1,2040}\Z")
 
 ENTRY_FIELDS = (
     "version",
