@@ -1,0 +1,359 @@
+"""Every message of a release, built from its notes: the X post, the forum topic, one comment per
+fixed forum report, one mail per reporter, and the dry-run preview.
+
+Pure functions of `ReleaseNotes` (no I/O): texts come from the French Jinja2 templates in
+`gestan_release/templates/`; senders (`gestan_release.channels`) deliver them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from gestan_release.changelog import Changelog, ChangelogEntry
+from gestan_release.channels.base import ForumComment, ForumTopic, Mail, Message, Post
+from gestan_release.errors import ReleaseError
+from gestan_release.templating import render_template
+from gestan_release.tickets import Priority, Ticket
+from gestan_release.versions import Version
+
+X_MAX_WEIGHTED_LENGTH = 280
+ELLIPSIS = "…"
+# Vanilla discussion URLs: https://forum.gestan.fr/discussion/3226/slug (the slug is optional).
+_DISCUSSION_RE = re.compile(r"/discussion/(\d+)(?:[/?#]|$)")
+# Characters a markdown link destination or an href must not carry raw.
+_URL_UNSAFE = re.compile(r"[\s()<>\"'\\`]")
+PRIORITY_LABELS = {
+    Priority.FLASH: "flash",
+    Priority.HAUTE: "haute",
+    Priority.NORMALE: "normale",
+    Priority.BASSE: "basse",
+}
+
+
+@dataclass(frozen=True)
+class ReleaseNotes:
+    """What every message of a release is built from."""
+
+    version: Version
+    tag: str
+    date: dt.date
+    changelog: Changelog
+    download_url: str | None = None
+    forum_category_url: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.version.label
+
+    @property
+    def marker(self) -> str:
+        """The hidden marker that identifies our own forum posts for this release."""
+        return f"<!-- gestan-release:{self.version} -->"
+
+
+@dataclass(frozen=True)
+class ReleaseMessages:
+    """All messages of a release, in the order the pipeline sends them."""
+
+    post: Post
+    topic: ForumTopic
+    comments: tuple[ForumComment, ...] = ()
+    mails: tuple[Mail, ...] = ()
+
+    def __iter__(self) -> Iterator[Message]:
+        yield self.post
+        yield self.topic
+        yield from self.comments
+        yield from self.mails
+
+
+# -- small pure helpers ----------------------------------------------------------------------------
+
+
+def weighted_length(text: str) -> int:
+    """X's weighted length of `text` (URLs count 23, CJK and emoji 2), by twitter-text."""
+    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
+    from twitter_text import parse_tweet
+
+    return parse_tweet(text).weightedLength
+
+
+def discussion_id(forum_url: str | None) -> int | None:
+    """The Vanilla discussion id of a forum URL (`/discussion/3226/slug` → 3226), else None."""
+    if not forum_url:
+        return None
+    m = _DISCUSSION_RE.search(urlsplit(forum_url.strip()).path)
+    return int(m.group(1)) if m else None
+
+
+def safe_url(url: str | None) -> str | None:
+    """`url` if it is http(s), with the characters that would break a markdown link or an HTML
+    attribute percent-encoded; None for anything else (no `javascript:` from the ticket store)."""
+    if not url:
+        return None
+    url = url.strip()
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None
+    return _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe=""), url)
+
+
+def message_id(version: Version, email: str, mail_from: str) -> str:
+    """Deterministic Message-ID (no angle brackets) of the "fixed" mail of `version` to `email`."""
+    digest = hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()[:16]
+    return f"gestan-release.{version}.{digest}@{_domain(mail_from)}"
+
+
+def _domain(mail_from: str) -> str:
+    _, address = parseaddr(mail_from)
+    domain = address.rpartition("@")[2].strip().lower()
+    return domain or "localhost"
+
+
+def _bare_message_id(value: str | None) -> str | None:
+    if not value or not value.strip():
+        return None
+    return value.strip().removeprefix("<").removesuffix(">").strip() or None
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _flat(text: str) -> str:
+    """User text on one line (a title or a name cannot add lines to a message)."""
+    return " ".join(str(text).split())
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A changelog entry as templates see it."""
+
+    id: int
+    title: str
+    priority: str
+    url: str | None
+    already_in: str | None
+
+
+def _item(entry: ChangelogEntry) -> _Item:
+    t = entry.ticket
+    return _Item(
+        t.id, _flat(t.title), PRIORITY_LABELS[t.priority], safe_url(t.forum_url), entry.already_in
+    )
+
+
+def _groups(changelog: Changelog) -> list[tuple[str, list[_Item]]]:
+    return [(PRIORITY_LABELS[p], [_item(e) for e in es]) for p, es in changelog.by_priority()]
+
+
+def _common(notes: ReleaseNotes, **extra: Any) -> dict[str, Any]:
+    return {
+        "label": notes.label,
+        "version": str(notes.version),
+        "tag": notes.tag,
+        "date": notes.date,
+        "download_url": safe_url(notes.download_url),
+        "forum_category_url": safe_url(notes.forum_category_url),
+        "marker": notes.marker,
+        **extra,
+    }
+
+
+# -- X ---------------------------------------------------------------------------------------------
+
+
+def announcement(notes: ReleaseNotes) -> Post:
+    """The X post (`x_post.txt.j2`), at most 280 weighted characters.
+
+    Shortening rule, applied only while the text is too long:
+    1. the full text lists every ticket ("#3226 title", one a line);
+    2. drop the ticket list; keep the headline (counts by priority) and the title of the most
+       urgent fix alone;
+    3. shorten that title at a word boundary, ending it with "…" (the longest prefix of whole
+       words that fits);
+    4. drop the title.
+    Words and URLs are never cut: URLs (which X counts 23) sit outside the title, and the title
+    only loses whole words.
+    """
+    entries = notes.changelog.entries
+    counts = {label: 0 for label in PRIORITY_LABELS.values()}
+    for e in entries:
+        counts[PRIORITY_LABELS[e.ticket.priority]] += 1
+    context = _common(notes, total=len(entries), counts=counts)
+    items = [_item(e) for e in entries]
+
+    def render(tickets: list[_Item] | None, highlight: str | None) -> str:
+        text = render_template("x_post.txt.j2", tickets=tickets, highlight=highlight, **context)
+        return _nfc(text.strip())
+
+    def fits(text: str) -> bool:
+        return weighted_length(text) <= X_MAX_WEIGHTED_LENGTH
+
+    text = render(items, None)
+    if not fits(text) and items:
+        words = items[0].title.split()
+        text = render(None, " ".join(words))
+        if not fits(text):
+            # Weighted length grows with the number of words kept: binary search the longest fit.
+            best, lo, hi = None, 1, len(words) - 1
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                candidate = render(None, _shortened(words, mid))
+                if fits(candidate):
+                    best, lo = candidate, mid + 1
+                else:
+                    hi = mid - 1
+            text = best if best is not None else render(None, None)
+    if not fits(text):
+        raise ReleaseError(
+            f"the X announcement of {notes.label} is {weighted_length(text)} weighted characters "
+            f"even without its ticket list and title (max {X_MAX_WEIGHTED_LENGTH}): "
+            f"shorten the template x_post.txt.j2"
+        )
+    return Post(key=f"x:{notes.version}", text=text, marker=str(notes.version))
+
+
+def _shortened(words: list[str], keep: int) -> str:
+    return " ".join(words[:keep]).rstrip(",;:") + ELLIPSIS
+
+
+# -- forum -----------------------------------------------------------------------------------------
+
+
+def forum_topic(notes: ReleaseNotes, category: str) -> ForumTopic:
+    """The changelog as a new discussion in `category` (url code or numeric id)."""
+    title = render_template("forum_topic_title.txt.j2", **_common(notes)).strip()
+    body = render_template(
+        "forum_topic.md.j2", groups=_groups(notes.changelog), **_common(notes)
+    ).strip()
+    return ForumTopic(
+        key=f"forum:{notes.version}",
+        title=_flat(title),
+        body=body + "\n",
+        category=category,
+        marker=notes.marker,
+    )
+
+
+def forum_comments(notes: ReleaseNotes, topic_url: str | None) -> list[ForumComment]:
+    """One reply per fixed, forum-tracked ticket on its own discussion; tickets that already
+    shipped in a U version were answered then and are skipped."""
+    comments = []
+    for entry in notes.changelog.entries:
+        t = entry.ticket
+        did = discussion_id(t.forum_url)
+        if entry.already_in or not t.forum_tracked or did is None:
+            continue
+        body = render_template(
+            "forum_comment.md.j2",
+            ticket=_item(entry),
+            topic_url=safe_url(topic_url),
+            **_common(notes),
+        ).strip()
+        comments.append(
+            ForumComment(
+                key=f"forum:{notes.version}:ticket:{t.id}",
+                discussion_id=did,
+                body=body + "\n",
+                marker=notes.marker,
+            )
+        )
+    return comments
+
+
+# -- mail ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Reporter:
+    name: str
+    email: str
+    tickets: list[tuple[Ticket, ChangelogEntry]] = field(default_factory=list)
+
+
+def reporter_mails(notes: ReleaseNotes, mail_from: str, topic_url: str | None) -> list[Mail]:
+    """One "your report is fixed" mail per reporter (e-mail compared case-insensitively), listing
+    all their forum-tracked tickets of the release that did not already ship in a U version."""
+    reporters: dict[str, _Reporter] = {}
+    for entry in notes.changelog.entries:
+        t = entry.ticket
+        email = (t.reporter_email or "").strip()
+        if entry.already_in or not t.forum_tracked or not email:
+            continue
+        r = reporters.setdefault(email.lower(), _Reporter(t.reporter_name or "", email))
+        r.tickets.append((t, entry))
+
+    mails = []
+    for lower, r in reporters.items():
+        items = [_item(entry) for _, entry in r.tickets]
+        context = _common(
+            notes,
+            reporter=_flat(r.name),
+            tickets=items,
+            ticket_ids=[i.id for i in items],
+            topic_url=safe_url(topic_url),
+        )
+        ack = next((a for t, _ in r.tickets if (a := _bare_message_id(t.ack_message_id))), None)
+        mails.append(
+            Mail(
+                key=f"mail:{notes.version}:{lower}",
+                to_name=r.name,
+                to_email=r.email,
+                subject=_flat(render_template("mail_fixed_subject.txt.j2", **context)),
+                text=render_template("mail_fixed.txt.j2", **context).strip() + "\n",
+                html=render_template("mail_fixed.html.j2", **context),
+                message_id=message_id(notes.version, r.email, mail_from),
+                in_reply_to=ack,
+                ticket_ids=tuple(i.id for i in items),
+            )
+        )
+    return mails
+
+
+# -- all together ----------------------------------------------------------------------------------
+
+
+def release_messages(
+    notes: ReleaseNotes, *, category: str, mail_from: str, topic_url: str | None = None
+) -> ReleaseMessages:
+    """Every message of the release; `topic_url` is known once the forum topic is posted."""
+    return ReleaseMessages(
+        post=announcement(notes),
+        topic=forum_topic(notes, category),
+        comments=tuple(forum_comments(notes, topic_url)),
+        mails=tuple(reporter_mails(notes, mail_from, topic_url)),
+    )
+
+
+def render_preview(notes: ReleaseNotes, messages: Iterable[Message]) -> str:
+    """The dry run in markdown: version, changelog, and every post, comment and mail as sent."""
+    from gestan_release.changelog import render as render_changelog
+
+    messages = list(messages)
+    return render_template(
+        "release_preview.md.j2",
+        changelog_md=render_changelog(notes.changelog, "markdown").strip(),
+        posts=[(m, weighted_length(m.text)) for m in messages if isinstance(m, Post)],
+        topics=[m for m in messages if isinstance(m, ForumTopic)],
+        comments=[m for m in messages if isinstance(m, ForumComment)],
+        mails=[m for m in messages if isinstance(m, Mail)],
+        fence=_fence,
+        max_weighted=X_MAX_WEIGHTED_LENGTH,
+        ticket_count=len(notes.changelog.entries),
+        **_common(notes),
+    )
+
+
+def _fence(text: str, info: str = "") -> str:
+    """`text` in a fenced code block whose fence no backtick run inside it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    bar = "`" * max(3, longest + 1)
+    return f"{bar}{info}\n{text.rstrip()}\n{bar}"
