@@ -144,7 +144,7 @@ class HttpPublisher:
             detail = response.text[:200]
         status = response.status_code
         if status == 409:
-            return PublishConflict(f"{what}: conflict: {detail}", permanent=True)
+            return PublishConflict(f"{what}: HTTP 409 conflict: {detail}", permanent=True)
         if status == 401:
             hint = "no admin token: set GESTAN_RELEASE_UPDATES_TOKEN"
         elif status == 403:
