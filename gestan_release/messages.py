@@ -94,15 +94,20 @@ def discussion_id(forum_url: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def safe_url(url: str | None) -> str | None:
-    """`url` if it is http(s), with the characters that would break a markdown link or an HTML
-    attribute percent-encoded; None for anything else (no `javascript:` from the ticket store)."""
+def safe_url(url: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    """`url` if its scheme is one of `schemes`, with the characters that would break a markdown
+    link or an HTML attribute percent-encoded; None otherwise (no `javascript:` from the store)."""
     if not url:
         return None
     url = url.strip()
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    if urlsplit(url).scheme.lower() not in schemes:
         return None
     return _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe=""), url)
+
+
+def _topic_link(topic_url: str | None) -> str | None:
+    # The outbox's topic receipt is a file:// URI: on the embedded default, links point to it.
+    return safe_url(topic_url, ("http", "https", "file"))
 
 
 def message_id(version: Version, email: str, mail_from: str) -> str:
@@ -255,7 +260,7 @@ def forum_comments(notes: ReleaseNotes, topic_url: str | None) -> list[ForumComm
         body = render_template(
             "forum_comment.md.j2",
             ticket=_item(entry),
-            topic_url=safe_url(topic_url),
+            topic_url=_topic_link(topic_url),
             **_common(notes),
         ).strip()
         comments.append(
@@ -299,7 +304,7 @@ def reporter_mails(notes: ReleaseNotes, mail_from: str, topic_url: str | None) -
             reporter=_flat(r.name),
             tickets=items,
             ticket_ids=[i.id for i in items],
-            topic_url=safe_url(topic_url),
+            topic_url=_topic_link(topic_url),
         )
         ack = next((a for t, _ in r.tickets if (a := _bare_message_id(t.ack_message_id))), None)
         mails.append(
