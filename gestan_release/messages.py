@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -78,6 +79,7 @@ class ReleaseMessages:
 # -- small pure helpers ----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
 def weighted_length(text: str) -> int:
     """X's weighted length of `text` (URLs count 23, CJK and emoji 2), by twitter-text."""
     # Imported here: twitter_text takes about a second to import, the CLI must start fast.
@@ -202,8 +204,11 @@ def announcement(notes: ReleaseNotes) -> Post:
     def fits(text: str) -> bool:
         return weighted_length(text) <= X_MAX_WEIGHTED_LENGTH
 
-    text = render(items, None)
-    if not fits(text) and items:
+    # Each listed ticket weighs at least "#id " and a line break: a list that cannot fit is not
+    # rendered and measured (twitter-text takes a second on a 500-ticket list).
+    floor = sum(len(f"#{i.id} ") + 1 for i in items)
+    text = render(items, None) if floor <= X_MAX_WEIGHTED_LENGTH else ""
+    if items and (not text or not fits(text)):
         words = items[0].title.split()
         text = render(None, " ".join(words))
         if not fits(text):
@@ -227,7 +232,8 @@ def announcement(notes: ReleaseNotes) -> Post:
 
 
 def _shortened(words: list[str], keep: int) -> str:
-    return " ".join(words[:keep]).rstrip(",;:") + ELLIPSIS
+    # "facture :" → "facture…": punctuation left hanging before the ellipsis goes, never a letter.
+    return " ".join(words[:keep]).rstrip(" ,;:") + ELLIPSIS
 
 
 # -- forum -----------------------------------------------------------------------------------------
