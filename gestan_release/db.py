@@ -31,7 +31,10 @@ Adding tables (the ledger, issue 3)
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,7 +134,7 @@ def create_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _retry_while_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"))
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -140,6 +143,27 @@ def create_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _retry_while_locked(statement: Callable[[], object], seconds: float = 10.0) -> None:
+    """Run a connection's first statement, retrying while SQLite says "database is locked".
+
+    The busy timeout does not cover the moments when the last connection of another process is
+    closing (it briefly locks the file to checkpoint and delete the WAL): a run starting just then
+    gets "database is locked" at once. Once this first statement succeeds the connection holds the
+    shared memory open, so no other process can do that cleanup under it any more.
+    """
+    deadline = time.monotonic() + seconds
+    delay = 0.005
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def engine_for(url: str) -> Engine:
