@@ -123,7 +123,11 @@ def test_announcement_lists_tickets_when_it_fits(u_notes: ReleaseNotes) -> None:
     post = announcement(u_notes)
     assert post.key == "x:15.4.1"
     assert post.marker == "15.4.1"
-    assert post.text.startswith("Gestan 15.4 U1 est disponible : 3 corrections dont 1 flash.")
+    # The X sender recognises our own post by the version as a whole token in its text.
+    assert re.search(r"(?<![\w.])15\.4\.1(?!\.?\w)", post.text)
+    assert post.text.startswith(
+        "Gestan 15.4 U1 (15.4.1) est disponible : 3 corrections dont 1 flash."
+    )
     assert "#3226 Impossible de valider une facture" in post.text
     assert "#3228 Libellé tronqué" in post.text
     assert "Rechercher une mise à jour" in post.text
@@ -135,10 +139,10 @@ def test_announcement_counts_in_french() -> None:
     one_flash = changelog(entry(ticket(1, "Blocage à l'ouverture", Priority.FLASH)))
     notes = ReleaseNotes(Version.parse("15.4.2"), "v15.4.2", dt.date(2026, 1, 5), one_flash)
     assert announcement(notes).text.startswith(
-        "Gestan 15.4 U2 est disponible : 1 correction flash."
+        "Gestan 15.4 U2 (15.4.2) est disponible : 1 correction flash."
     )
     empty = ReleaseNotes(Version.parse("15.5.0"), "v15.5.0", dt.date(2026, 1, 5), changelog())
-    assert announcement(empty).text.startswith("Gestan 15.5 est disponible.\n")
+    assert announcement(empty).text.startswith("Gestan 15.5 (15.5.0) est disponible.\n")
 
 
 def big_release(title: str, n: int = 60) -> ReleaseNotes:
@@ -168,7 +172,9 @@ def test_long_release_drops_the_list_then_keeps_the_whole_title_if_it_fits() -> 
     assert weighted_length(post.text) <= 280
     assert "#5001" not in post.text and "#5000" not in post.text  # no ticket list
     assert highlight(post.text) == "Impossible de valider une facture avec acompte"
-    assert post.text.startswith("Gestan 15.5 est disponible : 60 corrections dont 1 flash.")
+    assert post.text.startswith(
+        "Gestan 15.5 (15.5.0) est disponible : 60 corrections dont 1 flash."
+    )
 
 
 def test_very_long_title_is_shortened_at_a_word_boundary_never_cutting_a_url() -> None:
@@ -219,6 +225,7 @@ def test_announcement_always_fits_and_keeps_whole_words(title: str, n: int) -> N
     post = announcement(big_release(title, n))
     assert weighted_length(post.text) <= 280
     assert CATEGORY_URL in post.text
+    assert "Gestan 15.5 (15.5.0) est disponible" in post.text  # the marker survives shortening
     if "Correction principale" in post.text:
         whole = " ".join(unicodedata.normalize("NFC", title).split())
         kept = highlight(post.text)

@@ -184,7 +184,9 @@ def test_x_outbox_holds_the_exact_request(tmp_path: Path, notes: ReleaseNotes) -
     assert receipt == Receipt(external_id="x_15.4.1.json", url=path.resolve().as_uri())
     request = json.loads(path.read_text(encoding="utf-8"))
     assert request == {"method": "POST", "path": "/2/tweets", "body": {"text": post.text}}
-    assert "Gestan 15.4 U1 est disponible" in path.read_text(encoding="utf-8")  # UTF-8, no \\u
+    assert "Gestan 15.4 U1 (15.4.1) est disponible" in path.read_text(
+        encoding="utf-8"
+    )  # UTF-8, no \\u
 
 
 def test_forum_outbox_requests(tmp_path: Path, notes: ReleaseNotes) -> None:
