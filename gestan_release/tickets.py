@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -699,6 +700,23 @@ def _plain_sqlite_file(database_url: str) -> Path | None:
     return Path(rest).expanduser()
 
 
+def _first_read(connection: sqlite3.Connection, seconds: float = 10.0) -> None:
+    """Touch the file, retrying "database is locked": the busy timeout does not cover the moment
+    another process's last connection closes and cleans up the WAL (see `db._retry_while_locked`).
+    """
+    deadline = time.monotonic() + seconds
+    delay = 0.005
+    while True:
+        try:
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 def lookup_tickets(database_url: str, ids: Iterable[int]) -> dict[int, Ticket]:
     """The stored tickets among `ids`, by id, without importing SQLAlchemy for SQLite files.
 
@@ -718,6 +736,7 @@ def lookup_tickets(database_url: str, ids: Iterable[int]) -> dict[int, Ticket]:
     found: dict[int, Ticket] = {}
     try:
         connection.row_factory = sqlite3.Row
+        _first_read(connection)
         columns = ", ".join(_COLUMNS)
         for chunk in _chunks(wanted, 500):
             marks = ", ".join("?" * len(chunk))
