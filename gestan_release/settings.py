@@ -75,6 +75,10 @@ class Settings:
     updates_token: Secret | None = field(default=None, metadata=SECRET)
     updates_signing_key: Path | None = None
     updates_channels: tuple[str, ...] = ("stable", "nightly")
+    # Where desktop installs download the artifacts of a release: `<base>/<version>/<file>`.
+    download_base_url: str = "https://www.gestan.fr/telechargement"
+    # How long a second run on the same repository waits for the first to finish (seconds).
+    lock_wait: int = 0
     # X
     x_enabled: bool = False
     x_api_base: str = "https://api.x.com"

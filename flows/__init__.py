@@ -1,0 +1,1 @@
+"""Prefect flows of gestan-release: thin compositions of `gestan_release` functions."""

@@ -1,0 +1,205 @@
+"""`release`, `hotfix`, `nightly`, `resume`, `status`, `demo`, `on-tag`.
+
+The first four run the Prefect flows of `flows/` in this process (with no `PREFECT_API_URL`,
+Prefect starts a temporary local server). Prefect is imported only here, inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from gestan_release.commands import note, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "release",
+        help="cut a full version from main and run the whole pipeline",
+        description=(
+            "Cut a full version (minor bump by default) from main: gather the fixed tickets, "
+            "check that every flash fix shipped in a U version of the previous line is in it, "
+            "tag it, create its release/X.Y branch, build, publish to the update endpoint, "
+            "announce it on X and the forum, mail every reporter. Safe to run again: what was "
+            "done is skipped, what failed is retried."
+        ),
+    )
+    p.add_argument("--bump", choices=("minor", "major"), default="minor")
+    p.add_argument("--ref", metavar="REF", help="branch to release (default: MAIN_BRANCH)")
+    p.add_argument("--dry-run", action="store_true", help="show everything, change nothing")
+    p.add_argument(
+        "--allow-missing",
+        type=int,
+        nargs="+",
+        metavar="ID",
+        help="let these flash tickets of a U version be missing from this version (needs --reason)",
+    )
+    p.add_argument("--reason", help="why --allow-missing is right; recorded in the ledger")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser(
+        "hotfix",
+        help="cut the next U sub-version from a maintenance branch",
+        description=(
+            "Cut the next U sub-version (15.4 U1 = 15.4.1) from release/X.Y (default: the newest "
+            "maintenance branch) and run the whole pipeline. Refused when it fixes no ticket."
+        ),
+    )
+    p.add_argument("--branch", metavar="release/X.Y")
+    p.add_argument("--dry-run", action="store_true", help="show everything, change nothing")
+    p.set_defaults(func=cmd_hotfix)
+
+    p = sub.add_parser(
+        "nightly",
+        help="publish a nightly pre-release to the nightly channel",
+        description=(
+            "Build main (or --ref) as a nightly pre-release of the next full version "
+            "(15.5.0-nightly.20261127) and publish it on the nightly update channel. "
+            "No git tag, no announcement, no mail."
+        ),
+    )
+    p.add_argument("--ref", metavar="REF")
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser(
+        "resume",
+        help="finish what a failed release left undone",
+        description="Run the undone side effects of a release recorded in the ledger, once each.",
+    )
+    p.add_argument("version", metavar="VERSION")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser(
+        "status",
+        help="last releases, undone deliveries, fixed tickets not yet released",
+        description=(
+            "Show the last releases, the deliveries left undone, the tickets fixed on main but "
+            "not released (by priority), and flash fixes on a maintenance branch not yet shipped "
+            "(a U version is recommended)."
+        ),
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "demo",
+        help="build a sandbox and run a full release then a U hotfix in it",
+        description=(
+            "Build a sandbox (a repository with a realistic history across two full versions, "
+            "tickets of all four priorities, a maintenance branch with a flash fix), then run a "
+            "full release and a U hotfix on the embedded default (outbox, local update store). "
+            "Nothing leaves the machine."
+        ),
+    )
+    p.add_argument(
+        "--dir", metavar="DIR", help="where to build it (default: a new temporary directory)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "on-tag",
+        help="emit the Prefect event that starts the matching deployment (git hook, CI)",
+        description=(
+            "Check that TAG is a release tag of this repository and emit the Prefect event "
+            "`gestan.release.tagged`; the trigger in prefect.yaml starts the hotfix or release "
+            "deployment, which adopts the tag. Needs PREFECT_API_URL."
+        ),
+    )
+    p.add_argument("tag", metavar="TAG")
+    p.set_defaults(func=cmd_on_tag)
+
+
+# --------------------------------------------------------------------------------------------
+def _prefect_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # The temporary local server (no PREFECT_API_URL) may start slowly on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _show(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    console = Console(stderr=False)
+    text = result.get("dry_run") or result.get("summary") or ""
+    if sys.stdout.isatty():
+        console.print(Markdown(text))
+    else:
+        sys.stdout.write(text)
+
+
+def run_flow(name: str, **params: Any) -> dict[str, Any]:
+    """Run one of the flows of `flows/` in this process and return its result."""
+    _prefect_env()
+    from gestan_release.prefect_support import quiet_expected_errors
+
+    quiet_expected_errors()
+    if name == "release":
+        from flows.release import release as fn
+    elif name == "hotfix":
+        from flows.hotfix import hotfix as fn
+    elif name == "nightly":
+        from flows.nightly import nightly as fn
+    else:
+        from flows.resume import resume as fn
+    return fn(**params)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    result = run_flow(
+        "release",
+        repo=str(args.repo),
+        bump=args.bump,
+        ref=args.ref,
+        dry_run=args.dry_run,
+        allow_missing=args.allow_missing,
+        reason=args.reason,
+    )
+    _show(result)
+    return 0
+
+
+def cmd_hotfix(args: argparse.Namespace) -> int:
+    _show(run_flow("hotfix", repo=str(args.repo), branch=args.branch, dry_run=args.dry_run))
+    return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    _show(run_flow("nightly", repo=str(args.repo), ref=args.ref))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    _show(run_flow("resume", repo=str(args.repo), version=args.version))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from gestan_release.status import render_status, status
+
+    data = status(settings_from(args))
+    if args.format == "json":
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        render_status(data)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gestan_release.demo import run_demo
+
+    run_demo(args.dir)
+    return 0
+
+
+def cmd_on_tag(args: argparse.Namespace) -> int:
+    from gestan_release.prefect_support import emit_tag_event
+
+    settings = settings_from(args)
+    event = emit_tag_event(settings, args.tag)
+    note(f"emitted {event['event']} for {args.tag} ({event['deployment']} deployment)")
+    return 0

@@ -1,0 +1,266 @@
+"""Git as a side effect: preflight checks, the version-file bump, tags, branches, push, builds.
+
+Reads go through `history.git`; writes are small and each one is checked first, so that a re-run
+after a crash finds what was already done (a tag that exists on the right commit is adopted).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gestan_release.errors import GitError, ReleaseError
+from gestan_release.history import git, resolve_commit
+
+
+# --------------------------------------------------------------------------------------------
+# Preflight
+# --------------------------------------------------------------------------------------------
+def current_branch(repo: Path) -> str | None:
+    """The checked-out branch, or None on a detached HEAD."""
+    out = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+    return out or None
+
+
+def dirty_paths(repo: Path) -> list[str]:
+    """Tracked files changed and untracked files not ignored (the state dir is excluded)."""
+    out = git(repo, "status", "--porcelain", "--untracked-files=normal")
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def check_clean(repo: Path) -> None:
+    dirty = dirty_paths(repo)
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise GitError(
+            f"the work tree has uncommitted changes ({shown}): commit or stash them first "
+            f"(`git stash -u`), a release is cut from committed history only"
+        )
+
+
+def check_attached(repo: Path) -> str:
+    branch = current_branch(repo)
+    if branch is None:
+        raise GitError(
+            "HEAD is detached: check out a branch first (`git switch main`, or "
+            "`git switch release/X.Y` for a hotfix)"
+        )
+    return branch
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return bool(
+        git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).strip()
+    )
+
+
+def check_remote(repo: Path, remote: str) -> None:
+    names = git(repo, "remote").split()
+    if remote not in names:
+        raise GitError(
+            f"REMOTE is set to {remote!r} but this repository has no such remote "
+            f"(remotes: {', '.join(names) or 'none'}); "
+            "fix GESTAN_RELEASE_REMOTE or `git remote add`"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Tags
+# --------------------------------------------------------------------------------------------
+def tag_target(repo: Path, tag: str) -> str | None:
+    """The commit a tag points at, or None when the tag does not exist."""
+    out = git(repo, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}", check=False)
+    return out.strip() or None
+
+
+def tags_at(repo: Path, sha: str) -> list[str]:
+    return git(repo, "tag", "--points-at", sha).split()
+
+
+def create_tag(repo: Path, tag: str, sha: str, message: str) -> str:
+    """Create the annotated tag `tag` on `sha`; an existing tag on `sha` is adopted, on another
+    commit refused."""
+    existing = tag_target(repo, tag)
+    if existing == sha:
+        return "adopted"
+    if existing is not None:
+        raise ReleaseError(
+            f"tag {tag} already exists on another commit ({existing[:10]}, not {sha[:10]}): "
+            f"if it is wrong, delete it (`git tag -d {tag}`), otherwise release that commit"
+        )
+    git(repo, "tag", "-a", tag, "-m", message, sha)
+    return "created"
+
+
+def create_branch(repo: Path, branch: str, sha: str) -> str:
+    """Create `branch` at `sha`; an existing branch that contains `sha` is fine."""
+    if branch_exists(repo, branch):
+        if not is_ancestor(repo, sha, f"refs/heads/{branch}"):
+            raise ReleaseError(
+                f"branch {branch} already exists and does not contain {sha[:10]}: "
+                f"rename or delete it, then resume"
+            )
+        return "exists"
+    git(repo, "branch", branch, sha)
+    return "created"
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, descendant],
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def push(repo: Path, remote: str, refs: list[str]) -> None:
+    """Push refs (tags and branches) to the remote; pushing what is already there is a no-op."""
+    git(repo, "push", "--porcelain", remote, *refs)
+
+
+def remote_has(repo: Path, remote: str, ref: str, sha: str) -> bool:
+    out = git(repo, "ls-remote", remote, ref, check=False)
+    for line in out.splitlines():
+        got, _, name = line.partition("\t")
+        if name in (ref, f"{ref}^{{}}") and got == sha:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Version file
+# --------------------------------------------------------------------------------------------
+_VERSION_IN_FILE = re.compile(r"\d+\.\d+\.\d+(?:-nightly\.\d{8}(?:\.\d+)?)?")
+
+
+def bump_version_file(repo: Path, branch: str, relpath: str, version: str, message: str) -> str:
+    """Commit `version` into `relpath` on `branch`; return the commit that carries it.
+
+    The first version-looking string of the file is replaced (or the file is written when it
+    holds none); when the file already says `version` at the branch head, nothing is committed.
+    A branch that is not checked out is bumped in a temporary worktree, then moved with a
+    compare-and-swap `update-ref`, so the work tree of the release manager is never touched.
+    """
+    if not (repo / relpath).resolve().is_relative_to(repo.resolve()):
+        raise ReleaseError(f"VERSION_FILE {relpath!r} is outside the repository")
+    if current_branch(repo) == branch:
+        return _bump_in(repo, relpath, version, message)
+    head = resolve_commit(repo, f"refs/heads/{branch}")
+    with tempfile.TemporaryDirectory(prefix="gestan-bump-") as tmp:
+        work = Path(tmp) / "wt"
+        git(repo, "worktree", "add", "--detach", "--quiet", str(work), head)
+        try:
+            new = _bump_in(work, relpath, version, message)
+        finally:
+            git(repo, "worktree", "remove", "--force", str(work), check=False)
+    if new != head:
+        git(repo, "update-ref", "-m", message, f"refs/heads/{branch}", new, head)
+    return new
+
+
+def _bump_in(work: Path, relpath: str, version: str, message: str) -> str:
+    path = work / relpath
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if _VERSION_IN_FILE.search(text):
+        new = _VERSION_IN_FILE.sub(version, text, count=1)
+    else:
+        new = f"{version}\n"
+    if new == text:
+        return resolve_commit(work, "HEAD")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new, encoding="utf-8")
+    git(work, "add", "--", relpath)
+    git(work, "commit", "-q", "-m", message, "--", relpath)
+    return resolve_commit(work, "HEAD")
+
+
+# --------------------------------------------------------------------------------------------
+# Build
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    platform: str
+    path: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "path": self.path,
+            "sha256": self.sha256,
+            "size": self.size,
+        }
+
+
+_PLATFORM = re.compile(r"(win64|win32|windows|linux|macos|darwin|x64|arm64)", re.IGNORECASE)
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def build(
+    repo: Path,
+    sha: str,
+    command: str,
+    pattern: str,
+    out_dir: Path,
+    env: dict[str, str],
+) -> list[Artifact]:
+    """Run `command` in a clean worktree at `sha`, copy the artifacts matching `pattern` to
+    `out_dir`, and hash them (sha256, size)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gestan-build-") as tmp:
+        work = Path(tmp) / "src"
+        git(repo, "worktree", "add", "--detach", "--quiet", str(work), sha)
+        try:
+            proc = subprocess.run(
+                command,
+                shell=True,
+                cwd=work,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+                raise ReleaseError(
+                    f"BUILD_COMMAND failed (exit {proc.returncode}): {shlex.quote(command)}\n"
+                    + "\n".join(tail)
+                )
+            found = sorted(glob.glob(pattern, root_dir=work, recursive=True))
+            if not found:
+                raise ReleaseError(f"BUILD_COMMAND produced no file matching ARTIFACTS={pattern!r}")
+            artifacts = []
+            for rel in found:
+                src = work / rel
+                if not src.is_file():
+                    continue
+                dest = out_dir / src.name
+                dest.write_bytes(src.read_bytes())
+                sha256, size = hash_file(dest)
+                m = _PLATFORM.search(src.name)
+                platform = m.group(1).lower() if m else src.stem
+                artifacts.append(Artifact(src.name, platform, str(dest), sha256, size))
+            return artifacts
+        finally:
+            git(repo, "worktree", "remove", "--force", str(work), check=False)
+            git(repo, "worktree", "prune", check=False)

@@ -1,0 +1,729 @@
+"""The release runbook as plain functions; `flows/` composes them into Prefect flows.
+
+preflight → plan (fixed tickets, version) → guard → messages → git → build → update endpoint →
+X → forum → mail → tickets marked released → summary.
+
+Every step that changes the world goes through the ledger (`once` / `deliver`): a delivery is
+marked `sending` before it acts and `done` after, so a re-run skips what was done and, for what a
+crash left `sending`, asks the channel whether it went out before acting again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gestan_release import gitops
+from gestan_release.changelog import Changelog, ChangelogEntry
+from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
+from gestan_release.history import (
+    CommitRef,
+    RevertedCommit,
+    Rules,
+    ensure_repo,
+    fixed_tickets,
+    iter_commits,
+    previous_release,
+    release_tags,
+    resolve_commit,
+)
+from gestan_release.planning import (
+    Range,
+    changelog_for,
+    line_of_branch,
+    maintenance_branches,
+    next_version,
+    today_paris,
+)
+from gestan_release.settings import Settings
+from gestan_release.tickets import Priority, lookup_tickets
+from gestan_release.versions import Kind, Version, release_version
+
+log = logging.getLogger("gestan_release.pipeline")
+
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# The plan: everything decided before the first side effect (stored in the ledger for resume)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    kind: str  # full | u | nightly
+    version: str
+    branch: str
+    commit: str  # the commit released (before a VERSION_FILE bump)
+    previous: str | None
+    from_ref: str | None
+    channel: str  # update channel: stable | nightly
+    date: str  # ISO date of the release (Europe/Paris)
+    changelog: dict[str, Any]  # Changelog.to_json()
+    tag_prefix: str = "v"
+    already_in: dict[int, str] = field(default_factory=dict)
+    allow_missing: dict[int, str] = field(default_factory=dict)
+    adopted_tag: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def v(self) -> Version:
+        return Version.parse(self.version)
+
+    @property
+    def label(self) -> str:
+        return self.v.label
+
+    @property
+    def tag(self) -> str | None:
+        return None if self.kind == Kind.NIGHTLY else self.v.tag(self.tag_prefix)
+
+    @property
+    def ticket_ids(self) -> list[int]:
+        return [t["id"] for t in self.changelog["tickets"]]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["already_in"] = {str(k): v for k, v in self.already_in.items()}
+        data["allow_missing"] = {str(k): v for k, v in self.allow_missing.items()}
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        data = dict(data)
+        data["already_in"] = {int(k): v for k, v in data.get("already_in", {}).items()}
+        data["allow_missing"] = {int(k): v for k, v in data.get("allow_missing", {}).items()}
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return cls(**data)
+
+
+def changelog_of(settings: Settings, plan: Plan) -> Changelog:
+    """The plan's changelog joined again with the ticket store (reporters may have changed)."""
+    data = plan.changelog
+    ids = [t["id"] for t in data["tickets"]]
+    tickets = lookup_tickets(settings.database_url, ids)
+    missing = [tid for tid in ids if tid not in tickets]
+    if missing:
+        raise ReleaseError(
+            f"tickets {', '.join(map(str, missing))} of release {plan.version} are no longer in "
+            f"the ticket store: import them again (`gestan-release tickets import`) and resume"
+        )
+
+    def refs(items: list[dict[str, str]]) -> tuple[CommitRef, ...]:
+        return tuple(CommitRef(c["sha"], c["subject"], c["author"]) for c in items)
+
+    entries = tuple(
+        ChangelogEntry(tickets[t["id"]], refs(t["commits"]), plan.already_in.get(t["id"]))
+        for t in data["tickets"]
+    )
+    return Changelog(
+        from_ref=data["from"],
+        to_sha=data["to"],
+        previous_version=data["previous_version"],
+        entries=entries,
+        unknown=tuple(data["unknown"]),
+        unknown_commits={},
+        reverted=tuple(
+            RevertedCommit(r["sha"], r["subject"], "", tuple(r["tickets"]))
+            for r in data["reverted"]
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Preflight
+# --------------------------------------------------------------------------------------------
+def default_branch(settings: Settings, kind: str, ref: str | None) -> str:
+    if ref:
+        return ref.removeprefix("refs/heads/")
+    if kind == Kind.U:
+        branches = maintenance_branches(settings.repo)
+        if not branches:
+            raise ReleaseError(
+                "no maintenance branch release/X.Y: a U sub-version is cut from the branch of a "
+                "full version, which `gestan-release release` creates"
+            )
+        return branches[0][1]
+    return settings.main_branch
+
+
+def preflight(settings: Settings, kind: str, ref: str | None) -> str:
+    """Check the repository and the settings before anything happens; return the branch."""
+    repo = ensure_repo(settings.repo)
+    branch = default_branch(settings, kind, ref)
+    if kind != Kind.NIGHTLY:
+        gitops.check_attached(repo)
+    gitops.check_clean(repo)
+    resolve_commit(repo, branch)
+    if kind == Kind.U:
+        line_of_branch(branch)
+    if settings.remote:
+        gitops.check_remote(repo, settings.remote)
+    from gestan_release.channels import check_settings
+
+    check_settings(settings)
+    return branch
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------------
+def shipped_in_us(settings: Settings, line: tuple[int, int]) -> dict[int, str]:
+    """Tickets fixed by the U versions of the line X.Y: ticket id → label of the first U."""
+    repo = settings.repo
+    tags = sorted(
+        (t for t in release_tags(repo, settings.tag_prefix) if t.version.line == line),
+        key=lambda t: t.version,
+    )
+    rules = Rules.from_settings(settings)
+    shipped: dict[int, str] = {}
+    for before, tag in itertools.pairwise(tags):
+        fixes = fixed_tickets(iter_commits(repo, [f"{before.tag}..{tag.tag}"]), rules)
+        for ticket_id in fixes.fixes:
+            shipped.setdefault(ticket_id, tag.version.label)
+    return shipped
+
+
+def plan_release(
+    settings: Settings,
+    kind: str,
+    branch: str,
+    *,
+    bump: str = "minor",
+    allow_missing: dict[int, str] | None = None,
+    day: dt.date | None = None,
+    nightlies: Iterable[Version] = (),
+) -> Plan:
+    """Decide the version and the tickets of the release of `branch` (nothing is changed)."""
+    repo = ensure_repo(settings.repo)
+    settings = settings.replace(repo=repo)
+    prefix = settings.tag_prefix
+    commit = resolve_commit(repo, branch)
+    day = day or today_paris()
+    adopted = False
+    if kind == Kind.NIGHTLY:
+        nxt = next_version(settings, "nightly", branch, day=day, nightlies=nightlies)
+        version = nxt.version
+    else:
+        version, adopted = _version_for_commit(settings, kind, branch, commit, bump)
+    line = version.line if kind == Kind.U else None
+    # The range ends at the released commit; an adopted tag on it must not be its own start.
+    start_from = f"{commit}^" if adopted else commit
+    has_parent = bool(gitops.git(repo, "rev-list", "--max-count=1", "--skip=1", commit).strip())
+    prev = previous_release(repo, start_from, prefix, line) if (not adopted or has_parent) else None
+    rng = Range(prev.tag if prev else None, commit, prev.version if prev else None)
+    log_ = changelog_for(settings, rng)
+    already_in: dict[int, str] = {}
+    if kind == Kind.FULL and prev is not None:
+        already_in = {
+            tid: label
+            for tid, label in shipped_in_us(settings, prev.version.line).items()
+            if tid in set(log_.ticket_ids)
+        }
+    warnings = []
+    if log_.unknown:
+        warnings.append(
+            f"{len(log_.unknown)} ticket(s) referenced in commits are not in the ticket store and "
+            f"get no mail: {', '.join(f'#{t}' for t in log_.unknown)}"
+        )
+    return Plan(
+        kind=str(version.kind),
+        version=str(version),
+        branch=branch,
+        commit=commit,
+        previous=str(prev.version) if prev else None,
+        from_ref=rng.from_ref,
+        channel="nightly" if kind == Kind.NIGHTLY else "stable",
+        date=day.isoformat(),
+        changelog=log_.to_json(),
+        tag_prefix=prefix,
+        already_in=already_in,
+        allow_missing=dict(allow_missing or {}),
+        adopted_tag=adopted,
+        warnings=tuple(warnings),
+    )
+
+
+def _version_for_commit(
+    settings: Settings, kind: str, branch: str, commit: str, bump: str
+) -> tuple[Version, bool]:
+    """The version to cut on `commit`, or the one a developer already tagged there (adopted)."""
+    repo = settings.repo
+    prefix = settings.tag_prefix
+    on_commit = [
+        (name, v) for name in gitops.tags_at(repo, commit) if (v := release_version(name, prefix))
+    ]
+    if on_commit:
+        name, tagged = max(on_commit, key=lambda item: item[1])
+        others = [t.version for t in release_tags(repo, prefix) if t.tag != name]
+        if kind == Kind.U:
+            same_line = [v for v in others if v.line == tagged.line]
+            expected = max(same_line).next_u() if same_line else None
+        else:
+            highest = max(others) if others else None
+            expected = highest.next_full(bump) if highest else None
+        if expected is not None and tagged != expected and tagged.kind == kind:
+            raise ReleaseError(
+                f"tag {name} on {branch} names {tagged}, but the next "
+                f"{'U sub-version' if kind == Kind.U else 'full version'} is {expected}: "
+                f"delete the tag (`git tag -d {name}`) or fix it, then run again"
+            )
+        if tagged.kind != kind:
+            raise ReleaseError(
+                f"{branch} is already released as {tagged.label} (tag {name}) at this commit: "
+                f"commit the fixes first, or `gestan-release resume {tagged}` to finish it"
+            )
+        return tagged, True
+    nxt = next_version(settings, "u" if kind == Kind.U else bump, branch)
+    existing = gitops.tag_target(repo, nxt.tag)
+    if existing and existing != commit:
+        raise ReleaseError(
+            f"tag {nxt.tag} already exists on another commit ({existing[:10]}): delete it if it "
+            f"is wrong (`git tag -d {nxt.tag}`) or release that commit"
+        )
+    return nxt.version, False
+
+
+# --------------------------------------------------------------------------------------------
+# Guard
+# --------------------------------------------------------------------------------------------
+def guard(settings: Settings, plan: Plan) -> list[str]:
+    """Gestan's rules: a U fixes something; a flash fix shipped in a U is in the next full
+    version (unless allowed, with a reason). Returns warnings; raises ReleaseError."""
+    warnings = list(plan.warnings)
+    fixed = set(plan.ticket_ids) | set(plan.changelog["unknown"])
+    if plan.kind == Kind.U and not fixed:
+        raise ReleaseError(
+            f"{plan.label} would fix no ticket: nothing references a ticket in "
+            f"{plan.from_ref}..{plan.branch}; a U sub-version ships fixes only"
+        )
+    if plan.kind == Kind.FULL:
+        if not fixed:
+            warnings.append(f"{plan.label} fixes no ticket (allowed for a full version)")
+        if plan.previous:
+            prev = Version.parse(plan.previous)
+            shipped = shipped_in_us(settings, prev.line)
+            missing = sorted(set(shipped) - fixed - set(plan.allow_missing))
+            if missing:
+                listing = ", ".join(f"#{t} ({shipped[t]})" for t in missing)
+                raise ReleaseError(
+                    f"{plan.label} would lose fixes shipped in U versions of {prev.label}: "
+                    f"{listing} not fixed in {plan.from_ref}..{plan.branch}. Merge or cherry-pick "
+                    f"them, or override with --allow-missing ID (the reason is recorded)"
+                )
+    return warnings
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+def release_notes(settings: Settings, plan: Plan, changelog: Changelog | None = None) -> Any:
+    from gestan_release.messages import ReleaseNotes
+
+    base = (settings.forum_base_url or "https://forum.gestan.fr").rstrip("/")
+    return ReleaseNotes(
+        version=plan.v,
+        tag=plan.tag or plan.version,
+        date=dt.date.fromisoformat(plan.date),
+        changelog=changelog or changelog_of(settings, plan),
+        download_url=f"{settings.download_base_url.rstrip('/')}/{plan.version}/",
+        forum_category_url=f"{base}/categories/{settings.forum_category}",
+    )
+
+
+def preview(settings: Settings, plan: Plan) -> str:
+    """The dry run: version, changelog, post texts and every mail, as markdown."""
+    from gestan_release.messages import release_messages, render_preview
+
+    notes = release_notes(settings, plan)
+    messages = release_messages(
+        notes, category=settings.forum_category, mail_from=settings.mail_from
+    )
+    head = [f"**{plan.label}** ({plan.version}) from `{plan.branch}` at `{plan.commit[:10]}`"]
+    head += [f"> ⚠ {w}" for w in plan.warnings]
+    return "\n\n".join(head) + "\n\n" + render_preview(notes, messages)
+
+
+# --------------------------------------------------------------------------------------------
+# The ledger around side effects
+# --------------------------------------------------------------------------------------------
+@dataclass
+class StepResult:
+    step: str
+    done: int = 0
+    skipped: int = 0
+    pending_approval: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def line(self) -> str:
+        parts = [f"{self.done} done"]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        if self.pending_approval:
+            parts.append(f"{self.pending_approval} awaiting moderation")
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        return f"{self.step}: " + ", ".join(parts)
+
+
+def record_start(ledger: Any, plan: Plan) -> None:
+    """The release row, its tickets and overrides (idempotent)."""
+    ledger.start_release(
+        version=plan.version,
+        kind=plan.kind,
+        label=plan.label,
+        tag=plan.tag,
+        channel=plan.channel,
+        previous_version=plan.previous,
+        plan=plan.to_json(),
+        tickets=[
+            (t["id"], t["priority"], plan.already_in.get(t["id"]), True)
+            for t in plan.changelog["tickets"]
+        ]
+        + [(tid, None, None, False) for tid in plan.changelog["unknown"]],
+        overrides=[(tid, "flash-in-next-full", r) for tid, r in plan.allow_missing.items()],
+    )
+
+
+def once(
+    ledger: Any,
+    plan: Plan,
+    key: str,
+    channel: str,
+    action: Callable[[], tuple[str | None, str | None]],
+    result: StepResult,
+) -> Any:
+    """Run one side effect unless the ledger says it is done; `action` must itself be safe to
+    repeat after a crash (it checks the world first). Failures are recorded and re-raised."""
+    existing = ledger.delivery(key)
+    if existing is not None and existing.finished:
+        result.skipped += 1
+        return existing
+    ledger.mark_sending(key, plan.version, channel)
+    try:
+        external_id, url = action()
+    except GestanReleaseError as exc:
+        ledger.mark_failed(key, str(exc))
+        result.failed.append((key, str(exc)))
+        raise
+    ledger.mark_done(key, external_id, url)
+    result.done += 1
+    return ledger.delivery(key)
+
+
+def deliver(
+    ledger: Any,
+    plan: Plan,
+    sender: Any,
+    messages: list[Any],
+    channel: str,
+    result: StepResult,
+    progress: Report = _quiet,
+) -> dict[str, Any]:
+    """Send each message once: skip what the ledger has done; for what a crash left `sending`,
+    ask the channel first; record every outcome. One failure never stops the others."""
+    from gestan_release.channels.base import send_many
+    from gestan_release.ledger import PENDING_APPROVAL, SENDING
+
+    receipts: dict[str, Any] = {}
+    to_send = []
+    for message in messages:
+        d = ledger.delivery(message.key)
+        if d is not None and d.finished:
+            result.skipped += 1
+            receipts[message.key] = d
+            continue
+        if d is not None and d.state == SENDING:
+            found = sender.find_existing(message)
+            if found is not None:
+                ledger.mark_done(message.key, found.external_id, found.url, _state(found))
+                result.done += 1
+                receipts[message.key] = ledger.delivery(message.key)
+                continue
+        to_send.append(message)
+
+    def before(message: Any) -> None:
+        ledger.mark_sending(message.key, plan.version, channel)
+
+    total = len(to_send)
+    for n, (message, outcome) in enumerate(send_many(sender, to_send, before), start=1):
+        if isinstance(outcome, DeliveryError):
+            ledger.mark_failed(message.key, str(outcome))
+            result.failed.append((message.key, str(outcome)))
+        else:
+            state = _state(outcome)
+            ledger.mark_done(message.key, outcome.external_id, outcome.url, state)
+            if state == PENDING_APPROVAL:
+                result.pending_approval += 1
+            else:
+                result.done += 1
+            receipts[message.key] = ledger.delivery(message.key)
+        if total > 20 and (n % max(1, total // 10) == 0 or n == total):
+            progress(f"{channel}: {n}/{total}")
+    return receipts
+
+
+def _state(receipt: Any) -> str:
+    from gestan_release.ledger import DONE, PENDING_APPROVAL
+
+    return PENDING_APPROVAL if receipt.state == "pending_approval" else DONE
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+def git_step(settings: Settings, ledger: Any, plan: Plan) -> tuple[str, StepResult]:
+    """Version-file bump, annotated tag, maintenance branch (full), push: each once."""
+    repo = settings.repo
+    result = StepResult("git")
+    commit = plan.commit
+    if plan.kind == Kind.NIGHTLY:
+        return commit, result
+    if settings.version_file and not plan.adopted_tag:
+        d = once(
+            ledger,
+            plan,
+            f"bump:{plan.version}",
+            "git",
+            lambda: (
+                gitops.bump_version_file(
+                    repo,
+                    plan.branch,
+                    settings.version_file or "",
+                    plan.version,
+                    f"Version {plan.label} ({plan.version})",
+                ),
+                None,
+            ),
+            result,
+        )
+        commit = d.external_id
+    tag = plan.tag
+    assert tag is not None
+    message = f"Gestan {plan.label} ({plan.version})"
+    once(
+        ledger,
+        plan,
+        f"tag:{tag}",
+        "git",
+        lambda: (gitops.create_tag(repo, tag, commit, message) and commit, None),
+        result,
+    )
+    ledger.set_commit(plan.version, commit)
+    refs = [f"refs/tags/{tag}"]
+    if plan.kind == Kind.FULL:
+        branch = plan.v.branch
+        once(
+            ledger,
+            plan,
+            f"branch:{branch}",
+            "git",
+            lambda: (gitops.create_branch(repo, branch, commit) and commit, None),
+            result,
+        )
+        refs.append(f"refs/heads/{branch}")
+    if settings.version_file and not plan.adopted_tag:
+        refs.append(f"refs/heads/{plan.branch}")
+    if settings.remote:
+        remote = settings.remote
+        once(
+            ledger,
+            plan,
+            f"push:{tag}",
+            "git",
+            lambda: (gitops.push(repo, remote, refs) or remote, None),
+            result,
+        )
+    return commit, result
+
+
+def build_step(
+    settings: Settings, ledger: Any, plan: Plan, commit: str
+) -> tuple[list[dict], StepResult]:
+    """Run BUILD_COMMAND at the released commit; hash the artifacts (sha256, size), once."""
+    import json
+
+    result = StepResult("build")
+    if not settings.build_command:
+        return [], result
+    key = f"build:{plan.version}"
+    existing = ledger.delivery(key)
+    if existing is not None and existing.finished:
+        result.skipped += 1
+        return json.loads(existing.external_id or "[]"), result
+    assert settings.state_dir is not None
+    out_dir = settings.state_dir / "artifacts" / plan.version
+
+    def action() -> tuple[str, str]:
+        artifacts = gitops.build(
+            settings.repo,
+            commit,
+            settings.build_command or "",
+            settings.artifacts or "dist/*",
+            out_dir,
+            {"GESTAN_VERSION": plan.version, "GESTAN_LABEL": plan.label},
+        )
+        return json.dumps([a.to_json() for a in artifacts]), str(out_dir)
+
+    d = once(ledger, plan, key, "build", action, result)
+    return json.loads(d.external_id or "[]"), result
+
+
+def update_entry(
+    settings: Settings, plan: Plan, artifacts: list[dict], notes_url: str | None
+) -> dict:
+    base = settings.download_base_url.rstrip("/")
+    critical = any(
+        t["priority"] == Priority.FLASH and t["id"] not in plan.already_in
+        for t in plan.changelog["tickets"]
+    )
+    return {
+        "version": plan.version,
+        "label": plan.label,
+        "kind": plan.kind,
+        "critical": critical,
+        "rollout": 100,
+        "artifacts": {
+            a["platform"]: {
+                "url": f"{base}/{plan.version}/{a['name']}",
+                "sha256": a["sha256"],
+                "size": a["size"],
+            }
+            for a in artifacts
+        },
+        "notes_url": notes_url,
+    }
+
+
+def publish_step(
+    settings: Settings, ledger: Any, plan: Plan, artifacts: list[dict], notes_url: str | None
+) -> StepResult:
+    """Publish the release to the update endpoint of its channel, once."""
+    from gestan_release.updates.publisher import publisher_for
+
+    result = StepResult("update endpoint")
+    key = f"updates:{plan.channel}:{plan.version}"
+    if not artifacts:
+        existing = ledger.delivery(key)
+        if existing is None or not existing.finished:
+            ledger.mark_sending(key, plan.version, "updates")
+            ledger.mark_done(key, "skipped: no artifacts (BUILD_COMMAND is not set)")
+            result.skipped += 1
+        return result
+    entry = update_entry(settings, plan, artifacts, notes_url)
+
+    def action() -> tuple[str, None]:
+        answer = publisher_for(settings).publish(plan.channel, entry)
+        return f"serial {answer.get('serial')}", None
+
+    with contextlib.suppress(DeliveryError):  # recorded in the ledger; the other channels go on
+        once(ledger, plan, key, "updates", action, result)
+    return result
+
+
+def announce_step(
+    settings: Settings, ledger: Any, plan: Plan, senders: dict[str, Any]
+) -> StepResult:
+    from gestan_release.messages import announcement
+
+    result = StepResult("X")
+    deliver(ledger, plan, senders["x"], [announcement(release_notes(settings, plan))], "x", result)
+    return result
+
+
+def forum_step(
+    settings: Settings, ledger: Any, plan: Plan, senders: dict[str, Any], progress: Report = _quiet
+) -> tuple[str | None, StepResult]:
+    """The changelog topic, then a reply on each fixed ticket's discussion."""
+    from gestan_release.messages import forum_comments, forum_topic
+
+    result = StepResult("forum")
+    notes = release_notes(settings, plan)
+    topic = forum_topic(notes, settings.forum_category)
+    receipts = deliver(ledger, plan, senders["forum"], [topic], "forum", result)
+    topic_url = getattr(receipts.get(topic.key), "url", None)
+    comments = forum_comments(notes, topic_url)
+    deliver(ledger, plan, senders["forum"], comments, "forum", result, progress)
+    return topic_url, result
+
+
+def mail_step(
+    settings: Settings,
+    ledger: Any,
+    plan: Plan,
+    senders: dict[str, Any],
+    topic_url: str | None,
+    progress: Report = _quiet,
+) -> StepResult:
+    """One mail per reporter, listing all their tickets of this release."""
+    from gestan_release.messages import reporter_mails
+
+    result = StepResult("mail")
+    notes = release_notes(settings, plan)
+    mails = reporter_mails(notes, settings.mail_from, topic_url)
+    deliver(ledger, plan, senders["mail"], mails, "mail", result, progress)
+    return result
+
+
+def tickets_step(settings: Settings, ledger: Any, plan: Plan) -> StepResult:
+    from gestan_release.tickets import TicketStore
+
+    result = StepResult("tickets")
+    ids = plan.ticket_ids
+
+    def action() -> tuple[str, None]:
+        TicketStore(settings.database_url).set_status(ids, "released")
+        return f"{len(ids)} released", None
+
+    once(ledger, plan, f"tickets:{plan.version}", "tickets", action, result)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+def summary(ledger: Any, plan: Plan, results: list[StepResult]) -> tuple[bool, str]:
+    """(complete?, markdown summary with a table of every step and what is left)."""
+    undone = ledger.deliveries(plan.version, undone=True)
+    complete = not undone and all(r.ok for r in results)
+    lines = [
+        f"## {plan.label} ({plan.version}) — {'publiée' if complete else 'INCOMPLÈTE'}",
+        "",
+        f"Branche `{plan.branch}`, commit `{plan.commit[:10]}`, "
+        f"{len(plan.ticket_ids)} ticket(s) corrigé(s), précédente : {plan.previous or '—'}.",
+        "",
+        "| étape | fait | déjà fait | en modération | échecs |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.step} | {r.done} | {r.skipped} | {r.pending_approval} | {len(r.failed)} |"
+        )
+    if undone:
+        lines += ["", "### Reste à faire", "", "| clé | état | tentatives | dernière erreur |"]
+        lines.append("| --- | --- | ---: | --- |")
+        for d in undone:
+            err = (d.last_error or "").replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| `{d.key}` | {d.state} | {d.attempts} | {err} |")
+        lines += ["", f"Relancez `gestan-release resume {plan.version}` pour terminer."]
+    for w in plan.warnings:
+        lines += ["", f"> ⚠ {w}"]
+    return complete, "\n".join(lines) + "\n"
+
+
+def status_path(settings: Settings) -> Path:
+    assert settings.state_dir is not None
+    return settings.state_dir

@@ -1,0 +1,83 @@
+"""The few places where gestan-release talks to Prefect itself (imported only where needed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from gestan_release.errors import GestanReleaseError, GitError, ReleaseError
+from gestan_release.settings import Settings
+
+TAG_EVENT = "gestan.release.tagged"
+
+
+class _ExpectedErrorFilter(logging.Filter):
+    """Expected failures are explained in one line: keep Prefect from printing their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, GestanReleaseError):
+            record.exc_info = None
+            record.exc_text = None
+            if str(exc) not in record.getMessage():
+                record.msg = f"{record.getMessage()}: {exc}"
+                record.args = ()
+        return True
+
+
+def quiet_expected_errors() -> None:
+    """One line per expected failure; and none of the temporary server's shutdown noise."""
+    for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine", "prefect"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedErrorFilter) for f in logger.filters):
+            logger.addFilter(_ExpectedErrorFilter())
+    if not os.environ.get("PREFECT_API_URL"):
+        # The temporary server runs in this process; its own errors while stopping (cancelled
+        # database sessions) say nothing about the release.
+        for name in ("prefect.server", "uvicorn.error", "prefect.server.services"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def emit_tag_event(settings: Settings, tag: str) -> dict[str, Any]:
+    """Emit the event that the trigger of prefect.yaml turns into a release or hotfix run."""
+    from gestan_release.gitops import tag_target
+    from gestan_release.history import ensure_repo
+    from gestan_release.versions import Kind, parse_tag
+
+    repo = ensure_repo(settings.repo)
+    version = parse_tag(tag, settings.tag_prefix)
+    if version.kind is Kind.NIGHTLY:
+        raise ReleaseError(f"{tag} is a nightly: nightlies are not tagged, nothing to start")
+    sha = tag_target(repo, tag)
+    if sha is None:
+        raise GitError(f"no tag {tag} in {repo}: create it first (`git tag -a {tag}`)")
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ReleaseError(
+            "on-tag needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) "
+            "to the server where the deployments of prefect.yaml live"
+        )
+    from prefect.events import emit_event
+
+    deployment = "hotfix" if version.kind is Kind.U else "release"
+    payload = {
+        "repo": str(repo),
+        "tag": tag,
+        "version": str(version),
+        "kind": str(version.kind),
+        "branch": version.branch if version.kind is Kind.U else settings.main_branch,
+        "commit": sha,
+        "deployment": deployment,
+    }
+    event = emit_event(
+        event=TAG_EVENT,
+        resource={
+            "prefect.resource.id": f"gestan.release.{version}",
+            "prefect.resource.name": tag,
+            "gestan.deployment": deployment,
+        },
+        payload=payload,
+    )
+    if event is None:
+        raise ReleaseError("Prefect did not emit the event: is PREFECT_API_URL reachable?")
+    return {"event": TAG_EVENT, "deployment": deployment, **payload}
