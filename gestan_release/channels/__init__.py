@@ -48,7 +48,11 @@ def senders_for(settings: Settings) -> dict[str, Any]:
     from gestan_release.channels.outbox import channel_outboxes
 
     assert settings.outbox_dir is not None
-    senders: dict[str, Any] = dict(channel_outboxes(settings.outbox_dir))
+    senders: dict[str, Any] = dict(
+        channel_outboxes(
+            settings.outbox_dir, mail_from=settings.mail_from, reply_to=settings.mail_reply_to
+        )
+    )
     if settings.x_enabled:
         from gestan_release.channels.x import XSender
 
