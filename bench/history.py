@@ -557,16 +557,19 @@ class Tool:
     cwd: Path
     env: dict[str, str] | None = None
     timeout: float | None = None
+    max_runs: int | None = None
     times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system, the process and its children
     rss_kib: list[int] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
+    cpu_ratios: list[float] = field(default_factory=list)
     skipped: str | None = None
 
 
 def run_timed(
     argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float | None = None
-) -> tuple[float, int]:
-    """Wall time and peak RSS (KiB) of one whole process; stdout to /dev/null."""
+) -> tuple[float, float, int]:
+    """Wall time, CPU time and peak RSS (KiB) of one whole process; stdout to /dev/null."""
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -589,7 +592,7 @@ def run_timed(
             err.seek(0)
             msg = err.read().decode(errors="replace").strip().splitlines()[-3:]
             raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {' | '.join(msg)}")
-    return wall, usage.ru_maxrss
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def measure(tools: list[Tool], runs: int, warmup: bool) -> None:
@@ -602,12 +605,12 @@ def measure(tools: list[Tool], runs: int, warmup: bool) -> None:
                 except (RuntimeError, TimeoutError) as exc:
                     t.skipped = str(exc)
     for r in range(runs):
-        base = None
+        base = base_cpu = None
         for t in tools:
-            if t.skipped:
+            if t.skipped or (t.max_runs is not None and len(t.times) >= t.max_runs):
                 continue
             try:
-                wall, rss = run_timed(t.argv, t.cwd, t.env, t.timeout)
+                wall, cpu, rss = run_timed(t.argv, t.cwd, t.env, t.timeout)
             except TimeoutError:
                 t.skipped = f"skipped: over {t.timeout:.0f} s"
                 continue
@@ -615,11 +618,16 @@ def measure(tools: list[Tool], runs: int, warmup: bool) -> None:
                 t.skipped = f"failed: {exc}"
                 continue
             t.times.append(wall)
+            t.cpu.append(cpu)
             t.rss_kib.append(rss)
             if base is None:
-                base = wall
+                base, base_cpu = wall, cpu
             t.ratios.append(wall / base)
-            print(f"  round {r + 1}/{runs}  {t.label:<11} {wall:8.3f} s  {rss / 1024:7.0f} MiB")
+            t.cpu_ratios.append(cpu / base_cpu if base_cpu else float("nan"))
+            print(
+                f"  round {r + 1}/{runs}  {t.label:<11} {wall:8.3f} s wall {cpu:8.3f} s cpu"
+                f" {rss / 1024:7.0f} MiB"
+            )
         sys.stdout.flush()
 
 
@@ -633,8 +641,11 @@ def summary(tools: list[Tool]) -> list[dict]:
                 min_s=min(t.times),
                 max_s=max(t.times),
                 ratio_to_git_log=statistics.median(t.ratios),
+                median_cpu_s=statistics.median(t.cpu),
+                cpu_ratio_to_git_log=statistics.median(t.cpu_ratios),
                 peak_rss_mib=max(t.rss_kib) / 1024,
                 times_s=t.times,
+                cpu_s=t.cpu,
             )
         rows.append(row)
     return rows
@@ -764,6 +775,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-cliff", action="store_true", help="do not run git-cliff")
     parser.add_argument(
+        "--cliff-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run git-cliff on the whole history in the first N rounds only (it takes minutes "
+        "and GiBs there; default: every round)",
+    )
+    parser.add_argument(
         "--skip-naive",
         action="store_true",
         help="do not run the naive GitPython iter_commits reference",
@@ -853,7 +872,8 @@ def main(argv: list[str] | None = None) -> int:
         tools = [Tool("git-log", "git log", ["git", "log", LOG_FORMAT, "-z", spec], repo)]
         if cliff_bin and not args.skip_cliff:
             cargv = [cliff_bin, "--config", str(CLIFF_CONFIG)] + ([spec] if rng else [])
-            tools.append(Tool("git-cliff", "git-cliff", cargv, repo))
+            cap = args.cliff_runs if not rng else None
+            tools.append(Tool("git-cliff", "git-cliff", cargv, repo, max_runs=cap))
         if not gr_missing:
             tmpl = CHANGELOG_RELEASE_ARGS if rng else CHANGELOG_WHOLE_ARGS
             values = {**fill, "from": rng[0], "to": rng[1]} if rng else fill
@@ -896,18 +916,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(results: dict, verdicts: list[tuple[str, str, bool]]) -> None:
     print(
-        f"\n{'range':<15} {'tool':<10} {'median s':>9} {'x git log':>10} {'peak MiB':>9}"
-        f" {'runs':>5}"
+        f"\n{'range':<8} {'tool':<10} {'median s':>9} {'x git log':>10} {'cpu s':>8}"
+        f" {'cpu x':>7} {'peak MiB':>9} {'runs':>5}"
     )
     for key, entry in results["ranges"].items():
         for row in entry["tools"]:
             if "median_s" in row:
                 print(
-                    f"{key:<15} {row['tool']:<10} {row['median_s']:9.3f} "
-                    f"{row['ratio_to_git_log']:9.2f}x {row['peak_rss_mib']:9.0f} {row['runs']:5}"
+                    f"{key:<8} {row['tool']:<10} {row['median_s']:9.3f} "
+                    f"{row['ratio_to_git_log']:9.2f}x {row['median_cpu_s']:8.3f} "
+                    f"{row['cpu_ratio_to_git_log']:6.2f}x {row['peak_rss_mib']:9.0f}"
+                    f" {row['runs']:5}"
                 )
             if row["skipped"]:
-                print(f"{key:<15} {row['tool']:<10} {row['skipped']}")
+                print(f"{key:<8} {row['tool']:<10} {row['skipped']}")
     s = results["ranges"].get("release", {}).get("sanity")
     if s:
         ref = s["reference"]
