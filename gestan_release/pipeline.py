@@ -162,6 +162,10 @@ def preflight(settings: Settings, kind: str, ref: str | None) -> str:
     branch = default_branch(settings, kind, ref)
     if kind != Kind.NIGHTLY:
         gitops.check_attached(repo)
+    from gestan_release.db import ensure_state_dir
+
+    # The state dir (ledger, outbox) lives in the work tree: keep it out of `git status` first.
+    ensure_state_dir(settings.replace(repo=repo))
     gitops.check_clean(repo)
     resolve_commit(repo, branch)
     if kind == Kind.U:
