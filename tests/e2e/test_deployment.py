@@ -1,0 +1,129 @@
+"""prefect.yaml for real: a local Prefect server, `prefect deploy --all`, a process worker that
+runs the release deployment to completion on a sandbox repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: float = 300, cwd: Path = ROOT) -> str:
+    exe = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
+    proc = subprocess.run(
+        [exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def _api(url: str, path: str, body: dict | None = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path):
+    port = _free_port()
+    home = tmp_path / "prefect-home"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("PREFECT_API_KEY", None)
+    exe = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                _api(env["PREFECT_API_URL"], "/health")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "Prefect server did not start:\n" + (tmp_path / "server.log").read_text()
+                    ) from None
+                time.sleep(1)
+        yield env
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_deploy_all_and_run_release_through_a_worker(prefect_server, tmp_path: Path) -> None:
+    from gestan_release.demo import build_sandbox, import_tickets
+    from gestan_release.settings import load
+    from gestan_release.tickets import TicketStore
+
+    env = prefect_server
+    repo = build_sandbox(tmp_path / "sandbox")
+    TicketStore(load(repo).database_url).import_file(import_tickets(repo))
+
+    _prefect(env, "work-pool", "create", "gestan-release", "--type", "process")
+    _prefect({**env, "GESTAN_REPO": str(repo)}, "--no-prompt", "deploy", "--all")
+    api = env["PREFECT_API_URL"]
+    deployments = _api(api, "/deployments/filter", {})
+    names = sorted(d["name"] for d in deployments)
+    assert names == ["hotfix", "nightly", "release", "resume"]
+    nightly = next(d for d in deployments if d["name"] == "nightly")
+    schedule = nightly["schedules"][0]["schedule"]
+    assert schedule["cron"] == "30 2 * * 1-6"
+    assert schedule["timezone"] == "Europe/Paris"
+    release = next(d for d in deployments if d["name"] == "release")
+    assert release["parameters"]["repo"] == str(repo)
+    automations = _api(api, "/automations/filter", {})
+    assert {a["name"] for a in automations} >= {"release__automation_1", "hotfix__automation_1"}
+
+    out = _prefect(env, "deployment", "run", "release/release")
+    run_id = out.split("UUID:")[1].split()[0]
+    _prefect(env, "worker", "start", "--pool", "gestan-release", "--run-once", timeout=600)
+    run = _api(api, f"/flow_runs/{run_id}")
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    # The flow really released the sandbox: tag, branch, outbox, update store.
+    tags = subprocess.run(
+        ["git", "-C", str(repo), "tag", "--list", "v15.5.0"], capture_output=True, text=True
+    ).stdout.split()
+    assert tags == ["v15.5.0"]
+    outbox = repo / ".gestan-release" / "outbox"
+    assert (outbox / "x" / "x_15.5.0.json").is_file()
+    assert len(list((outbox / "mail" / "new").iterdir())) == 6  # one per reporter
+    manifest = json.loads(
+        (repo / ".gestan-release" / "updates" / "channels" / "stable.json").read_text()
+    )
+    assert [r["version"] for r in manifest["manifest"]["releases"]] == ["15.5.0"]
