@@ -355,25 +355,34 @@ class Ledger:
                         )
                     )
 
-    def mark_sending(self, key: str, version: str, channel: str) -> Delivery:
-        """Record that a side effect is about to happen (before it happens)."""
+    def deliveries_by_key(self, version: str) -> dict[str, Delivery]:
+        """Every delivery of a release, by key, in one query (for steps that send many)."""
+        return {d.key: d for d in self.deliveries(version)}
+
+    def mark_sending(self, key: str, version: str, channel: str) -> None:
+        """Record that a side effect is about to happen (before it happens).
+
+        Core statements, not the ORM: this runs twice per mail on releases with hundreds."""
         now = _now()
-        with self._session() as s:
-            row = s.get(DeliveryRecord, key)
-            if row is None:
-                row = DeliveryRecord(
-                    key=key,
-                    version=version,
-                    channel=channel,
-                    attempts=0,
-                    created_at=now,
+        table = DeliveryRecord.__table__
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                table.update()
+                .where(table.c.key == key)
+                .values(state=SENDING, attempts=table.c.attempts + 1, updated_at=now)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    table.insert().values(
+                        key=key,
+                        version=version,
+                        channel=channel,
+                        state=SENDING,
+                        attempts=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-                s.add(row)
-            row.state = SENDING
-            row.attempts = (row.attempts or 0) + 1
-            row.updated_at = now
-            s.flush()
-            return _delivery(row)
 
     def mark_done(
         self,
@@ -383,15 +392,21 @@ class Ledger:
         state: str = DONE,
     ) -> None:
         """Record that a side effect happened, with what identifies it outside."""
-        with self._session() as s:
-            row = s.get(DeliveryRecord, key)
-            if row is None:
-                raise ReleaseError(f"delivery {key} was never started")
-            row.state = state
-            row.external_id = external_id
-            row.url = url
-            row.last_error = None
-            row.updated_at = _now()
+        table = DeliveryRecord.__table__
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                table.update()
+                .where(table.c.key == key)
+                .values(
+                    state=state,
+                    external_id=external_id,
+                    url=url,
+                    last_error=None,
+                    updated_at=_now(),
+                )
+            ).rowcount
+        if not updated:
+            raise ReleaseError(f"delivery {key} was never started")
 
     def mark_failed(self, key: str, error: str) -> None:
         with self._session() as s:

@@ -442,10 +442,11 @@ def deliver(
     from gestan_release.channels.base import send_many
     from gestan_release.ledger import PENDING_APPROVAL, SENDING
 
-    receipts: dict[str, Any] = {}
+    receipts: dict[str, Any] = {}  # key → Delivery (done before) or Receipt (done now)
     to_send = []
+    known = ledger.deliveries_by_key(plan.version) if messages else {}
     for message in messages:
-        d = ledger.delivery(message.key)
+        d = known.get(message.key)
         if d is not None and d.finished:
             result.skipped += 1
             receipts[message.key] = d
@@ -455,7 +456,7 @@ def deliver(
             if found is not None:
                 ledger.mark_done(message.key, found.external_id, found.url, _state(found))
                 result.done += 1
-                receipts[message.key] = ledger.delivery(message.key)
+                receipts[message.key] = found
                 continue
         to_send.append(message)
 
@@ -474,7 +475,7 @@ def deliver(
                 result.pending_approval += 1
             else:
                 result.done += 1
-            receipts[message.key] = ledger.delivery(message.key)
+            receipts[message.key] = outcome
         if total > 20 and (n % max(1, total // 10) == 0 or n == total):
             progress(f"{channel}: {n}/{total}")
     return receipts

@@ -1,0 +1,252 @@
+"""Benchmark: a release of 500 tickets from 300 reporters on the embedded default.
+
+Compares, in the same run and on identical fresh copies of one sandbox:
+  (a) plain  — the steps of the release called as plain functions of `gestan_release.pipeline`;
+  (b) flow   — the Prefect `release` flow (tasks, retries, artifacts), the Prefect server already
+               running (its start-up is not counted).
+Reports medians of several interleaved runs and the ratio flow / plain.
+Targets (issue 3): Prefect's overhead ≤ 1.5 × the plain functions; the whole release ≤ 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIRST_NAMES = [
+    "Zoé",
+    "Marc",
+    "Chloé",
+    "Benoît",
+    "Agnès",
+    "Hélène",
+    "Jérôme",
+    "Éric",
+    "Inès",
+    "Loïc",
+]
+LAST_NAMES = ["Lefèvre", "Dubois", "Martin", "Girard", "Roux", "Petit", "Müller", "Garçon", "Noël"]
+PRIORITIES = ["flash"] * 5 + ["haute"] * 25 + ["normale"] * 40 + ["basse"] * 30
+BUILD = (
+    "mkdir -p dist && printf 'Gestan %s\\n' \"$GESTAN_VERSION\" "
+    "> dist/gestan-$GESTAN_VERSION-win64.exe"
+)
+
+
+def build_template(root: Path, tickets: int, reporters: int, seed: int = 7) -> Path:
+    """A repository tagged v15.4.0 followed by one commit per fixed ticket, and its store."""
+    rnd = random.Random(seed)
+    repo = root / "gestan"
+    repo.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "dev@gestan.test",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "dev@gestan.test",
+    }
+
+    def git(*args: str, stdin: bytes | None = None) -> None:
+        subprocess.run(
+            ["git", "-C", str(repo), *args], check=True, env=env, input=stdin, capture_output=True
+        )
+
+    git("init", "-q", "-b", "main")
+    (repo / "gestan-release.toml").write_text(
+        f'build_command = "{BUILD.replace(chr(34), chr(92) + chr(34))}"\n'
+        'artifacts = "dist/*.exe"\n',
+        encoding="utf-8",
+    )
+    (repo / ".gitignore").write_text("dist/\n", encoding="utf-8")
+    git("add", ".")
+    git("commit", "-q", "-m", "Gestan 15.4")
+    git("tag", "-a", "v15.4.0", "-m", "Gestan 15.4")
+    # One fast-import stream: one commit per ticket.
+    stream = []
+    now = int(time.time())
+    for i in range(tickets):
+        tid = 4000 + i
+        msg = f"Corrige le module {i % 37} (#{tid})\n\nTicket: {tid}\n".encode()
+        data = f"change {i}\n".encode()
+        stream.append(b"commit refs/heads/main\n")
+        stream.append(f"committer Dev <dev@gestan.test> {now + i} +0100\n".encode())
+        stream.append(f"data {len(msg)}\n".encode() + msg)
+        if i == 0:
+            stream.append(b"from refs/heads/main^0\n")
+        stream.append(f"M 644 inline src/m{i % 37}.txt\ndata {len(data)}\n".encode() + data + b"\n")
+    git("fast-import", "--quiet", stdin=b"".join(stream))
+    git("reset", "-q", "--hard", "main")
+    people = [
+        (f"{rnd.choice(FIRST_NAMES)} {rnd.choice(LAST_NAMES)}", f"reporter{r}@example.com")
+        for r in range(reporters)
+    ]
+    rows = []
+    for i in range(tickets):
+        name, email = people[i % reporters]
+        rows.append(
+            {
+                "id": 4000 + i,
+                "title": f"Anomalie n°{i} : écran « Factures » {rnd.randint(1, 99)}",
+                "priority": rnd.choice(PRIORITIES),
+                "reporter_name": name,
+                "reporter_email": email,
+                "forum_url": f"https://forum.gestan.fr/discussion/{4000 + i}/t",
+                "forum_tracked": True,
+            }
+        )
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.settings import load
+    from gestan_release.tickets import TicketStore
+
+    settings = load(repo)
+    ensure_state_dir(settings)
+    path = root / "tickets.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    TicketStore(settings.database_url).import_file(path)
+    return repo
+
+
+def plain_release(repo: Path) -> dict:
+    """The steps of the release flow, in the same order, as plain function calls."""
+    from gestan_release import db, pipeline
+    from gestan_release.channels import close_all, senders_for
+    from gestan_release.ledger import Ledger
+    from gestan_release.settings import load
+
+    settings = load(repo)
+    branch = pipeline.preflight(settings, "full", None)
+    db.ensure_state_dir(settings)
+    ledger = Ledger(settings.database_url)
+    holder = ledger.acquire(f"repo:{settings.repo}")
+    try:
+        plan = pipeline.plan_release(settings, "full", branch)
+        pipeline.guard(settings, plan)
+        pipeline.record_start(ledger, plan)
+        results = []
+        commit, r = pipeline.git_step(settings, ledger, plan)
+        results.append(r)
+        artifacts, r = pipeline.build_step(settings, ledger, plan, commit)
+        results.append(r)
+        results.append(pipeline.publish_step(settings, ledger, plan, artifacts, None))
+        senders = senders_for(settings)
+        try:
+            results.append(pipeline.announce_step(settings, ledger, plan, senders))
+            url, r = pipeline.forum_step(settings, ledger, plan, senders)
+            results.append(r)
+            results.append(pipeline.mail_step(settings, ledger, plan, senders, url))
+        finally:
+            close_all(senders)
+        results.append(pipeline.tickets_step(settings, ledger, plan))
+        complete, _ = pipeline.summary(ledger, plan, results)
+        ledger.finish_release(plan.version, complete)
+        return {
+            "version": plan.version,
+            "complete": complete,
+            "mails": results[-2].done,
+            "comments": results[-3].done,
+        }
+    finally:
+        ledger.release_lock(f"repo:{settings.repo}", holder)
+
+
+def flow_release(repo: Path) -> dict:
+    from flows.release import release
+
+    result = release(repo=str(repo))
+    return {"version": result["version"], "complete": True}
+
+
+def fresh_copy(template: Path, work: Path, n: int) -> Path:
+    dest = work / f"run-{n}"
+    shutil.copytree(template.parent, dest, symlinks=True)
+    from gestan_release import db
+
+    db.dispose_all()  # engines are cached per URL; each copy has its own file
+    return dest / "gestan"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tickets", type=int, default=500, help="fixed tickets (default 500)")
+    parser.add_argument(
+        "--reporters", type=int, default=300, help="distinct reporters (default 300)"
+    )
+    parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each (default 5)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    work = Path(tempfile.mkdtemp(prefix="gestan-bench-release-"))
+    try:
+        print(
+            f"building the sandbox: {args.tickets} tickets, {args.reporters} reporters …",
+            flush=True,
+        )
+        template = build_template(work / "template", args.tickets, args.reporters)
+        from prefect.testing.utilities import prefect_test_harness
+
+        print("starting a Prefect server (not timed) …", flush=True)
+        with prefect_test_harness(server_startup_timeout=180):
+            flow_release(fresh_copy(template, work, 0))  # warm-up: imports, first flow registration
+            plain_release(fresh_copy(template, work, 1))
+            times: dict[str, list[float]] = {"plain": [], "flow": []}
+            n = 2
+            for i in range(args.runs):
+                for name, fn in (("plain", plain_release), ("flow", flow_release)):
+                    repo = fresh_copy(template, work, n)
+                    n += 1
+                    start = time.perf_counter()
+                    out = fn(repo)
+                    times[name].append(time.perf_counter() - start)
+                    assert out["complete"], out
+                print(
+                    f"  round {i + 1}: plain {times['plain'][-1]:.2f} s, "
+                    f"flow {times['flow'][-1]:.2f} s",
+                    flush=True,
+                )
+        plain = statistics.median(times["plain"])
+        flow = statistics.median(times["flow"])
+        ratios = [f / p for f, p in zip(times["flow"], times["plain"], strict=True)]
+        ratio = statistics.median(ratios)
+        print()
+        print(
+            f"release of {args.tickets} tickets / {args.reporters} reporters, "
+            f"{args.runs} runs, medians"
+        )
+        print(f"  plain functions  {plain:6.2f} s")
+        print(f"  Prefect flow     {flow:6.2f} s")
+        print(
+            f"  ratio flow/plain {ratio:6.2f}  (target ≤ 1.5)  {'PASS' if ratio <= 1.5 else 'FAIL'}"
+        )
+        print(
+            f"  whole release    {flow:6.2f} s (target ≤ 10 s)  {'PASS' if flow <= 10 else 'FAIL'}"
+        )
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {"plain": times["plain"], "flow": times["flow"], "ratio": ratio}, indent=2
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
