@@ -170,10 +170,23 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
     ledger = Ledger(settings.database_url)
     pipeline.record_start(ledger, plan)
     results: list[StepResult] = []
-    commit, git_result = git_step(settings, ledger, plan)
-    results.append(git_result)
-    artifacts, build_result = build_step(settings, ledger, plan, commit)
-    results.append(build_result)
+    try:
+        commit, git_result = git_step(settings, ledger, plan)
+        results.append(git_result)
+        artifacts, build_result = build_step(settings, ledger, plan, commit)
+        results.append(build_result)
+    except GestanReleaseError as exc:
+        # Nothing can be published without its tag and build: stop, but leave the release
+        # marked incomplete with its summary, like a failing channel does.
+        ledger.finish_release(plan.version, False)
+        _, text = pipeline.summary(ledger, plan, results)
+        create_markdown_artifact(
+            text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
+        )
+        raise ReleaseError(
+            f"{plan.label} stopped before publishing: {exc}. Fix it, then run "
+            f"`gestan-release resume {plan.version}` to finish it."
+        ) from exc
     results.append(publish_step(settings, ledger, plan, artifacts, None))
     if plan.kind != "nightly":
         senders = senders_for(settings)
