@@ -1,0 +1,340 @@
+"""The release, hotfix, nightly and resume flows, run for real under one Prefect test harness, on
+a real repository with a bare remote, a real SQLite ledger, the outbox and the local update store.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+
+import pytest
+from flow_fixtures import (  # noqa: F401  (fixtures)
+    FORUM_TICKETS,
+    MAILS,
+    VERSION,
+    Sandbox,
+    cli,
+    failed,
+    fast_retries,
+    git,
+    ok,
+    prefect_harness,
+    run_flow,
+    sandbox,
+    summary_rows,
+)
+
+from gestan_release.errors import GestanReleaseError, ReleaseError
+
+pytestmark = pytest.mark.slow
+
+TAG = f"v{VERSION}"
+BEFORE_TAGS = ["v15.3.0", "v15.4.0", "v15.4.1"]
+
+
+def released_world() -> dict:
+    """The world after 15.5.0 went out once, completely."""
+    return {
+        "tags": [*BEFORE_TAGS, TAG],
+        "remote": sorted(
+            [
+                "refs/heads/main",
+                "refs/heads/release/15.4",
+                "refs/heads/release/15.5",
+                *(f"refs/tags/{t}" for t in [*BEFORE_TAGS, TAG]),
+            ]
+        ),
+        "x": ["x_15.5.0.json"],
+        "forum": sorted(
+            ["forum_15.5.0.json", *(f"forum_15.5.0_ticket_{t}.json" for t in FORUM_TICKETS)]
+        ),
+        "mail": sorted(MAILS),
+        "stable": [VERSION],
+        "nightly": [],
+    }
+
+
+def assert_released(box: Sandbox) -> None:
+    """15.5.0 went out completely, each side effect exactly once."""
+    assert box.world() == released_world()
+    ledger = box.ledger()
+    assert ledger.release(VERSION).state == "released"
+    states = box.deliveries()
+    assert states and set(states.values()) == {"done"}, states
+    # the remote's tag is the very tag object made here (pushed once, never re-created)
+    assert box.remote_refs()[f"refs/tags/{TAG}"] == git(box.path, "rev-parse", f"refs/tags/{TAG}")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Happy path
+# --------------------------------------------------------------------------------------------
+def test_full_release_happy_path(sandbox: Sandbox) -> None:
+    head = sandbox.repo.head("main")
+    result = ok(run_flow("release", sandbox.path))
+
+    assert result["version"] == VERSION and result["tag"] == TAG and result["label"] == "15.5"
+    assert_released(sandbox)
+    path = sandbox.path
+    # annotated tag on the commit released, maintenance branch there too, both on the remote
+    assert git(path, "cat-file", "-t", TAG) == "tag"
+    assert git(path, "rev-parse", f"{TAG}^{{commit}}") == head
+    assert git(path, "rev-parse", "refs/heads/release/15.5") == head
+    assert sandbox.remote_refs()["refs/heads/release/15.5"] == head
+
+    # one mail per reporter: Alice's two tickets in one mail; Zoé (#101 already in 15.4 U1) and
+    # the non-forum #106 get none
+    mails = {}
+    for p in sandbox.maildir():
+        msg = email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        mails[email.utils.parseaddr(msg["To"])[1]] = msg
+    alice = mails["alice@example.com"].get_body(("plain",)).get_content()
+    assert "#102" in alice and "#103" in alice and "#105" not in alice
+
+    # the forum topic lists every ticket, #101 as already available since 15.4 U1
+    topic = sandbox.state / "outbox" / "forum" / "forum_15.5.0.json"
+    body = __import__("json").loads(topic.read_text())["body"]["body"]
+    for t in (101, 102, 103, 104, 105, 106):
+        assert f"#{t}" in body
+    assert "déjà disponible depuis 15.4 U1" in body
+
+    # tickets released (not #107, which waits on release/15.4)
+    status = {t.id: t.status for t in sandbox.tickets().list()}
+    assert status == {
+        101: "released",
+        102: "released",
+        103: "released",
+        104: "released",
+        105: "released",
+        106: "released",
+        107: "open",
+    }
+
+    # the manifest entry carries the built artifact
+    entry = sandbox.settings()
+    from gestan_release.updates.publisher import publisher_for
+
+    rel = publisher_for(entry).manifest("stable")["releases"][0]
+    win = rel["artifacts"]["win64"]
+    assert win["size"] > 0 and len(win["sha256"]) == 64 and rel["kind"] == "full"
+
+    # summary artifact, in Prefect and in the result
+    assert "publiée" in result["summary"]
+    assert summary_rows(result["summary"])["mail"] == [3, 0, 0, 0]
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+        keys = {a.key: a for a in artifact}
+    assert "release-15-5-0" in keys
+    assert "| mail | 3 |" in keys["release-15-5-0"].data
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Crash and resume, for each side effect in turn
+# --------------------------------------------------------------------------------------------
+KEYS = {
+    "tag": f"tag:{TAG}",
+    "push": f"push:{TAG}",
+    "updates": f"updates:stable:{VERSION}",
+    "x": f"x:{VERSION}",
+    "forum": f"forum:{VERSION}",
+    "mail": f"mail:{VERSION}:{MAILS[1]}",  # the second of three mails
+}
+
+
+class Faults:
+    """Failures injected in the real functions, lasting the whole first run (retries included),
+    and a count of every message each outbox really sent."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = True
+        self.sent: dict[str, int] = {}
+        self.mp = monkeypatch
+        from gestan_release.channels.outbox import MaildirOutbox, PostOutbox
+
+        for cls in (PostOutbox, MaildirOutbox):
+            self._spy(cls)
+
+    def _spy(self, cls: type) -> None:
+        real = cls.send
+
+        def send(sender, message):  # type: ignore[no-untyped-def]
+            if self.armed and message.key == getattr(self, "fail_key", None):
+                from gestan_release.errors import DeliveryError
+
+                raise DeliveryError(f"simulated: {message.key} refused for now")
+            # what `send` would write afresh (the outbox's own check is not a duplicate send)
+            if sender.find_existing(message) is None:
+                receipt = real(sender, message)
+                self.sent[message.key] = self.sent.get(message.key, 0) + 1
+                return receipt
+            return real(sender, message)
+
+        self.mp.setattr(cls, "send", send)
+
+    def fail(self, effect: str) -> None:
+        """Make `effect` fail (a clean failure: nothing happened)."""
+        from gestan_release import gitops
+        from gestan_release.errors import GitError
+        from gestan_release.updates.publisher import LocalPublisher, PublishError
+
+        def failing(real, exc):  # type: ignore[no-untyped-def]
+            def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+                if self.armed:
+                    raise exc
+                return real(*args, **kwargs)
+
+            return wrapper
+
+        if effect == "tag":
+            self.mp.setattr(
+                gitops, "create_tag", failing(gitops.create_tag, GitError("simulated: no tag"))
+            )
+        elif effect == "push":
+            self.mp.setattr(
+                gitops, "push", failing(gitops.push, GitError("simulated: remote unreachable"))
+            )
+        elif effect == "updates":
+            self.mp.setattr(
+                LocalPublisher,
+                "publish",
+                failing(LocalPublisher.publish, PublishError("simulated: update server down")),
+            )
+        else:
+            self.fail_key = KEYS[effect]
+
+    def crash_after(self, key: str) -> None:
+        """The side effect happens, then the process 'dies' before the ledger records it."""
+        from gestan_release.ledger import Ledger
+
+        real = Ledger.mark_done
+
+        def mark_done(ledger, k, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if self.armed and k == key:
+                raise RuntimeError(f"simulated crash after {k}, before the ledger knew")
+            return real(ledger, k, *args, **kwargs)
+
+        self.mp.setattr(Ledger, "mark_done", mark_done)
+
+
+def rerun(box: Sandbox, how: str) -> dict:
+    if how == "resume":
+        return ok(run_flow("resume", box.path, version=VERSION))
+    return ok(run_flow("release", box.path))
+
+
+def assert_each_message_sent_once(faults: Faults) -> None:
+    expected = {KEYS["x"], KEYS["forum"], *(f"forum:{VERSION}:ticket:{t}" for t in FORUM_TICKETS)}
+    expected |= {f"mail:{VERSION}:{m}" for m in MAILS}
+    assert faults.sent == dict.fromkeys(expected, 1)
+
+
+@pytest.mark.parametrize(
+    ("effect", "how"),
+    [
+        ("tag", "release"),
+        ("tag", "resume"),
+        ("push", "release"),
+        ("updates", "release"),
+        ("updates", "resume"),
+        ("x", "release"),
+        ("forum", "resume"),
+        ("mail", "release"),
+        ("mail", "resume"),
+    ],
+)
+def test_failure_then_run_again(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, effect: str, how: str
+) -> None:
+    faults = Faults(monkeypatch)
+    faults.fail(effect)
+    exc = failed(run_flow("release", sandbox.path))
+    # the flow says what failed and how to finish; the ledger knows what is left
+    assert isinstance(exc, GestanReleaseError)
+    assert f"resume {VERSION}" in str(exc) and len(str(exc).splitlines()) == 1
+    states = sandbox.deliveries()
+    assert states[KEYS[effect]] == "failed"
+    assert sandbox.ledger().release(VERSION).state == "incomplete"
+    if effect in ("tag", "push"):
+        # git failed: nothing was published or announced, and the flow says why
+        assert "simulated" in str(exc)
+        assert sandbox.outbox_files("x") == [] and sandbox.manifest() == []
+        if effect == "tag":
+            assert TAG not in sandbox.tags()
+    else:
+        # one failing channel does not stop the others; the flow names what is left
+        assert f"resume {VERSION}" in str(exc)
+        assert sum(s == "failed" for s in states.values()) == 1, states
+        if effect == "mail":
+            assert states[f"mail:{VERSION}:{MAILS[0]}"] == "done"
+            assert states[f"mail:{VERSION}:{MAILS[2]}"] == "done"
+
+    faults.armed = False
+    result = rerun(sandbox, how)
+    assert "publiée" in result["summary"]
+    assert_released(sandbox)
+    assert_each_message_sent_once(faults)
+
+
+@pytest.mark.parametrize(
+    ("effect", "how"),
+    [
+        ("tag", "resume"),
+        ("push", "release"),
+        ("updates", "resume"),
+        ("x", "release"),
+        ("forum", "resume"),
+        ("mail", "release"),
+    ],
+)
+def test_crash_after_side_effect_then_run_again(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, effect: str, how: str
+) -> None:
+    faults = Faults(monkeypatch)
+    key = KEYS[effect]
+    faults.crash_after(key)
+    exc = failed(run_flow("release", sandbox.path))
+    assert "simulated crash" in str(exc)
+    assert sandbox.deliveries()[key] == "sending"  # the ledger does not know it happened
+
+    faults.armed = False
+    rerun(sandbox, how)
+    assert_released(sandbox)
+    # the channels were asked (`find_existing`) instead of sending again
+    assert_each_message_sent_once(faults)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. A second run changes nothing; a tagged commit is resumed, never cut again
+# --------------------------------------------------------------------------------------------
+def test_second_runs_change_nothing_and_say_so(sandbox: Sandbox) -> None:
+    ok(run_flow("release", sandbox.path))
+    before = sandbox.world()
+    again = ok(run_flow("release", sandbox.path))
+    assert again["version"] == VERSION  # not 15.6.0
+    assert sandbox.world() == before
+    rows = summary_rows(again["summary"])
+    assert rows and all(done == 0 and failed_ == 0 for done, _, _, failed_ in rows.values())
+    assert rows["mail"][1] == 3 and rows["git"][1] == 3  # "déjà fait"
+
+    hot = ok(run_flow("hotfix", sandbox.path, branch="release/15.4"))
+    assert hot["version"] == "15.4.2"  # #107, the flash fix waiting on release/15.4
+    assert git(sandbox.path, "rev-parse", "v15.4.2^{commit}") == sandbox.flash
+    assert sorted(sandbox.world()["stable"]) == sorted([VERSION, "15.4.2"])
+    before = sandbox.world()
+    # a hotfix of the newest branch, release/15.5, whose head is 15.5.0 itself: no U cut there
+    exc = failed(run_flow("hotfix", sandbox.path))
+    assert isinstance(exc, ReleaseError) and "already released as 15.5 (tag v15.5.0)" in str(exc)
+    assert sandbox.world() == before
+    assert "v15.5.1" not in sandbox.tags()
+
+
+def test_hotfix_again_on_its_tagged_commit_resumes_it(sandbox: Sandbox) -> None:
+    ok(run_flow("hotfix", sandbox.path, branch="release/15.4"))
+    before = sandbox.world()
+    again = ok(run_flow("hotfix", sandbox.path, branch="release/15.4"))
+    assert again["version"] == "15.4.2"  # not 15.4.3
+    assert sandbox.world() == before
+    assert all(done == 0 for done, *_ in summary_rows(again["summary"]).values())
