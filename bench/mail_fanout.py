@@ -205,18 +205,14 @@ def run_ours(
                 if isinstance(outcome, DeliveryError):
                     failures.append(str(outcome))
         else:
-            # As the pipeline's `deliver`: skip what is done, record before and after.
-            todo = [m for m in mails if (d := ledger.delivery(m.key)) is None or not d.finished]
+            # The pipeline's own `deliver`: skip what is done, record before and after each mail.
+            from types import SimpleNamespace
 
-            def before(mail: Any) -> None:
-                ledger.mark_sending(mail.key, "15.4.0", "mail")
+            from gestan_release.pipeline import StepResult, deliver
 
-            for mail, outcome in send_many(sender, todo, before):
-                if isinstance(outcome, DeliveryError):
-                    ledger.mark_failed(mail.key, str(outcome))
-                    failures.append(str(outcome))
-                else:
-                    ledger.mark_done(mail.key, outcome.external_id, outcome.url)
+            result = StepResult("mail")
+            deliver(ledger, SimpleNamespace(version="15.4.0"), sender, mails, "mail", result)
+            failures = [error for _key, error in result.failed]
     finally:
         sender.close()
     if failures or len(mails) != expected:

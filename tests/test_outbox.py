@@ -166,7 +166,8 @@ def test_bad_mail_from_fails_at_construction(tmp_path: Path) -> None:
 def test_build_email_without_ack_has_no_threading(mails: list[Mail]) -> None:
     bob = mails[1]
     assert bob.in_reply_to is None
-    msg = build_email(bob, MAIL_FROM, date=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC))
+    built = build_email(bob, MAIL_FROM, date=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC))
+    msg = email.message_from_bytes(built.as_bytes(), policy=policy.default)
     assert "In-Reply-To" not in msg and "References" not in msg
     assert msg["To"].addresses == (Address("Bob Durand", addr_spec="bob@example.com"),)
     assert msg["Date"] == "Fri, 27 Nov 2026 09:00:00 +0000"

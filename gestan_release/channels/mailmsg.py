@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.policy import default as default_policy
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 from gestan_release.channels.base import Mail
 from gestan_release.errors import DeliveryError
@@ -60,27 +64,75 @@ def _msgid(value: str, what: str) -> str:
     return f"<{bare}>"
 
 
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # readable bodies: quoted-printable rather than base64
+
+
+def _encoded(addr: Address) -> str:
+    """An ASCII address as a header value; a non-ASCII display name is RFC 2047-encoded."""
+    return formataddr((addr.display_name, addr.addr_spec), charset="utf-8")
+
+
 def build_email(
     mail: Mail,
     mail_from: str,
     reply_to: str | None = None,
     *,
     date: dt.datetime | None = None,
-) -> EmailMessage:
+) -> Message:
     """The RFC 5322 message of `mail`: text and HTML alternatives in UTF-8, `Message-ID`,
-    `Auto-Submitted: auto-generated`, and `In-Reply-To`/`References` to the acknowledgement."""
+    `Auto-Submitted: auto-generated`, and `In-Reply-To`/`References` to the acknowledgement.
+
+    Built with the `email.mime` classes (several times faster than `EmailMessage` with the
+    default policy, which matters for releases that mail hundreds of reporters); an address
+    whose mailbox itself is not ASCII (SMTPUTF8) takes the `EmailMessage` path instead."""
     check_header_value(mail.subject, "the subject")
-    msg = EmailMessage(policy=default_policy)
-    msg["From"] = address(mail_from, "MAIL_FROM")
-    msg["To"] = make_address(mail.to_name, mail.to_email, f"the recipient of {mail.key}")
-    if reply_to:
-        msg["Reply-To"] = address(reply_to, "MAIL_REPLY_TO")
-    msg["Subject"] = mail.subject
-    msg["Date"] = format_datetime(date or dt.datetime.now(dt.UTC).astimezone())
-    msg["Message-ID"] = _msgid(mail.message_id, "the Message-ID")
+    sender = address(mail_from, "MAIL_FROM")
+    recipient = make_address(mail.to_name, mail.to_email, f"the recipient of {mail.key}")
+    reply = address(reply_to, "MAIL_REPLY_TO") if reply_to else None
+    message_id = _msgid(mail.message_id, "the Message-ID")
     check_header_value(mail.in_reply_to, "the acknowledgement Message-ID")
     ack = (mail.in_reply_to or "").strip().removeprefix("<").removesuffix(">")
+    headers: list[tuple[str, object]] = []
+    when = format_datetime(date or dt.datetime.now(dt.UTC).astimezone())
+    addresses = [a for a in (sender, recipient, reply) if a is not None]
+    if not all(a.addr_spec.isascii() for a in addresses):
+        return _build_international(mail, sender, recipient, reply, message_id, ack, when)
+    headers.append(("From", _encoded(sender)))
+    headers.append(("To", _encoded(recipient)))
+    if reply is not None:
+        headers.append(("Reply-To", _encoded(reply)))
+    subject = mail.subject if mail.subject.isascii() else Header(mail.subject, "utf-8")
+    headers += [("Subject", subject), ("Date", when), ("Message-ID", message_id)]
     if _MSGID_RE.match(ack):  # a malformed id in the store costs the threading, not the mail
+        headers += [("In-Reply-To", f"<{ack}>"), ("References", f"<{ack}>")]
+    headers.append(("Auto-Submitted", "auto-generated"))
+    msg = MIMEMultipart("alternative")
+    for name, value in headers:
+        msg[name] = value
+    msg.attach(MIMEText(mail.text, "plain", _UTF8_QP))
+    msg.attach(MIMEText(mail.html, "html", _UTF8_QP))
+    return msg
+
+
+def _build_international(
+    mail: Mail,
+    sender: Address,
+    recipient: Address,
+    reply: Address | None,
+    message_id: str,
+    ack: str,
+    when: str,
+) -> EmailMessage:
+    msg = EmailMessage(policy=default_policy)
+    msg["From"] = sender
+    msg["To"] = recipient
+    if reply is not None:
+        msg["Reply-To"] = reply
+    msg["Subject"] = mail.subject
+    msg["Date"] = when
+    msg["Message-ID"] = message_id
+    if _MSGID_RE.match(ack):
         msg["In-Reply-To"] = f"<{ack}>"
         msg["References"] = f"<{ack}>"
     msg["Auto-Submitted"] = "auto-generated"

@@ -482,7 +482,9 @@ class SmtpSender:
         value, an invalid address) before anything is sent."""
         message = build_email(mail, self.mail_from, self.reply_to)
         international = not (self.envelope_from + mail.to_email).isascii()
-        policy = message.policy.clone(linesep="\r\n", utf8=international)
+        # International (SMTPUTF8) mails are EmailMessages whose policy can write raw UTF-8.
+        extra = {"utf8": True} if international else {}
+        policy = message.policy.clone(linesep="\r\n", **extra)
         return message.as_bytes(policy=policy), international
 
     # -- connections -----------------------------------------------------------------------------
