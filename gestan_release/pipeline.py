@@ -131,7 +131,11 @@ def changelog_of(settings: Settings, plan: Plan) -> Changelog:
         previous_version=data["previous_version"],
         entries=entries,
         unknown=tuple(data["unknown"]),
-        unknown_commits={},
+        # The markdown changelog lists the commits of each unknown ref (plans recorded before
+        # they were kept have none).
+        unknown_commits={
+            tid: refs(data.get("unknown_commits", {}).get(str(tid), [])) for tid in data["unknown"]
+        },
         reverted=tuple(
             RevertedCommit(r["sha"], r["subject"], "", tuple(r["tickets"]))
             for r in data["reverted"]
@@ -248,7 +252,13 @@ def plan_release(
         from_ref=rng.from_ref,
         channel="nightly" if kind == Kind.NIGHTLY else "stable",
         date=day.isoformat(),
-        changelog=log_.to_json(),
+        changelog=log_.to_json()
+        | {
+            "unknown_commits": {
+                str(tid): [c.to_json() for c in commits]
+                for tid, commits in log_.unknown_commits.items()
+            }
+        },
         tag_prefix=prefix,
         already_in=already_in,
         allow_missing=dict(allow_missing or {}),
@@ -281,6 +291,12 @@ def _version_for_commit(
                 f"{'U sub-version' if kind == Kind.U else 'full version'} is {expected}: "
                 f"delete the tag (`git tag -d {name}`) or fix it, then run again"
             )
+        if kind == Kind.U and tagged.kind == Kind.U and tagged.line != line_of_branch(branch):
+            line = ".".join(map(str, line_of_branch(branch)))
+            raise ReleaseError(
+                f"tag {name} on {branch} names {tagged}, which is not a U sub-version of {line}: "
+                f"delete the tag (`git tag -d {name}`) or fix it, then run again"
+            )
         if tagged.kind != kind:
             raise ReleaseError(
                 f"{branch} is already released as {tagged.label} (tag {name}) at this commit: "
@@ -288,6 +304,20 @@ def _version_for_commit(
             )
         return tagged, True
     nxt = next_version(settings, "u" if kind == Kind.U else bump, branch)
+    # A release of this kind above the one `commit` descends from, tagged on a commit outside
+    # its history: cutting the next version would skip over it.
+    for t in release_tags(repo, prefix):
+        if (
+            t.version.kind == kind
+            and (kind != Kind.U or t.version.line == nxt.version.line)
+            and (nxt.previous is None or t.version > nxt.previous)
+        ):
+            sha = gitops.tag_target(repo, t.tag) or ""
+            raise ReleaseError(
+                f"tag {t.tag} already exists on another commit ({sha[:10]}), outside the "
+                f"history of {branch}: delete it if it is wrong (`git tag -d {t.tag}`), or "
+                f"release that commit"
+            )
     existing = gitops.tag_target(repo, nxt.tag)
     if existing and existing != commit:
         raise ReleaseError(
