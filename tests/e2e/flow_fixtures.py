@@ -57,8 +57,9 @@ def prefect_harness() -> Iterator[str]:
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the tasks' retries (2) but not their waits ([2, 10] s): the failures injected by the
     tests persist for the whole first run, so the retries happen and fail, just without sleeping."""
-    import flows.common as common
     from prefect import Task
+
+    import flows.common as common
 
     for name in dir(common):
         obj = getattr(common, name)
@@ -190,7 +191,10 @@ class Sandbox:
         return {d.key: d.state for d in self.ledger().deliveries(version)}
 
 
-def build_sandbox(make_repo: Callable[[str], Any], tmp_path: Path) -> Sandbox:
+def build_sandbox(
+    make_repo: Callable[[str], Any], tmp_path: Path, *, pick_u1: bool = True
+) -> Sandbox:
+    """The history of `Sandbox`; `pick_u1=False` leaves #101 of 15.4 U1 out of main."""
     repo = make_repo("gestan")
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
@@ -204,7 +208,8 @@ def build_sandbox(make_repo: Callable[[str], Any], tmp_path: Path) -> Sandbox:
     repo.tag("v15.4.1", message="Gestan 15.4 U1")
     flash = repo.commit("Export FEC : ajoute la TVA intracommunautaire\n\nFixes: #107\n")
     repo.checkout("main")
-    repo.cherry_pick(u1)
+    if pick_u1:
+        repo.cherry_pick(u1)
     repo.commit("Relances : utilise le modèle choisi par le client (#102)")
     repo.commit("Articles : pagination de la liste\n\nCloses: 103\n")
     repo.commit("Menu Paramètres : orthographe #104")

@@ -7,28 +7,28 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
-import time
 
 import pytest
-from flow_fixtures import (  # noqa: F401  (fixtures)
+
+pytest.register_assert_rewrite("flow_fixtures")  # its asserts explain themselves too
+
+from flow_fixtures import (  # noqa: E402
     FORUM_TICKETS,
     MAILS,
     VERSION,
     Sandbox,
-    cli,
     failed,
-    fast_retries,
     git,
     ok,
-    prefect_harness,
     run_flow,
-    sandbox,
     summary_rows,
 )
 
-from gestan_release.errors import GestanReleaseError, ReleaseError
+from gestan_release.errors import GestanReleaseError, ReleaseError  # noqa: E402
 
 pytestmark = pytest.mark.slow
+# The fixtures (session harness, sandbox) live in flow_fixtures.py, beside this file.
+pytest_plugins = ("flow_fixtures",)
 
 TAG = f"v{VERSION}"
 BEFORE_TAGS = ["v15.3.0", "v15.4.0", "v15.4.1"]
@@ -338,3 +338,261 @@ def test_hotfix_again_on_its_tagged_commit_resumes_it(sandbox: Sandbox) -> None:
     assert again["version"] == "15.4.2"  # not 15.4.3
     assert sandbox.world() == before
     assert all(done == 0 for done, *_ in summary_rows(again["summary"]).values())
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Nightly
+# --------------------------------------------------------------------------------------------
+def test_nightly_is_untagged_on_its_channel_and_numbered(sandbox: Sandbox) -> None:
+    # a nightly-looking tag in history is never taken as the previous release
+    sandbox.repo.tag("v15.5.0-nightly.20200101", "main~1")
+    tags = sandbox.tags()
+    first = ok(run_flow("nightly", sandbox.path))
+    second = ok(run_flow("nightly", sandbox.path))
+    assert first["version"].startswith("15.5.0-nightly.")
+    assert second["version"] == first["version"] + ".2"
+    world = sandbox.world()
+    assert world["tags"] == tags  # no git tag
+    assert world["nightly"] == [first["version"], second["version"]]
+    assert world["stable"] == [] and world["x"] == world["forum"] == world["mail"] == []
+    assert {t.status for t in sandbox.tickets().list()} == {"open"}
+    plan = sandbox.ledger().release(first["version"]).plan
+    assert plan["previous"] == "15.4.0" and plan["from_ref"] == "v15.4.0"
+    assert {t["id"] for t in plan["changelog"]["tickets"]} == {101, 102, 103, 104, 105, 106}
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Bad input: one clear line, nothing half-done
+# --------------------------------------------------------------------------------------------
+def _nothing_done(box: Sandbox, before: dict) -> None:
+    assert box.world() == before
+    assert box.ledger().releases() == []
+
+
+def test_bad_input_is_refused_before_anything_happens(sandbox: Sandbox) -> None:
+    path = sandbox.path
+    before = sandbox.world()
+
+    (path / "file3.txt").write_text("edited\n")
+    exc = failed(run_flow("release", path))
+    assert isinstance(exc, GestanReleaseError) and "uncommitted changes (file3.txt)" in str(exc)
+    git(path, "checkout", "--", "file3.txt")
+
+    git(path, "checkout", "-q", "--detach", "main")
+    exc = failed(run_flow("release", path))
+    assert isinstance(exc, GestanReleaseError) and "HEAD is detached" in str(exc)
+    git(path, "checkout", "-q", "main")
+
+    # the next version, tagged by hand on a commit outside main's history
+    git(path, "checkout", "-q", "-b", "feature", "main~1")
+    sandbox.repo.commit("Essai")
+    git(path, "tag", "-a", TAG, "-m", "by hand")
+    git(path, "checkout", "-q", "main")
+    exc = failed(run_flow("release", path))
+    assert isinstance(exc, ReleaseError)
+    assert f"tag {TAG} already exists on another commit" in str(exc)
+    assert "v15.6.0" not in sandbox.tags()
+    git(path, "tag", "-d", TAG)
+
+    exc = failed(run_flow("release", path, allow_missing=[101]))
+    assert isinstance(exc, ReleaseError) and "--allow-missing needs --reason" in str(exc)
+
+    for e in (exc,):
+        assert len(str(e).splitlines()) == 1
+    _nothing_done(sandbox, before)
+
+
+def test_u_with_no_fix_is_refused(sandbox: Sandbox) -> None:
+    sandbox.repo.checkout("release/15.4")
+    sandbox.repo.commit("Nettoyage des imports")
+    sandbox.repo.tag("v15.4.2", "HEAD~1", message="15.4 U2 by hand")  # leaves nothing but this
+    sandbox.repo.checkout("main")
+    before = sandbox.world()
+    exc = failed(run_flow("hotfix", sandbox.path, branch="release/15.4"))
+    assert isinstance(exc, ReleaseError) and "would fix no ticket" in str(exc)
+    _nothing_done(sandbox, before)
+
+
+def test_unknown_ticket_refs_are_released_warned_and_listed(sandbox: Sandbox) -> None:
+    sandbox.repo.commit("Stock : nettoyage #999")
+    result = ok(run_flow("release", sandbox.path))
+    assert "#999" in result["summary"] and "not in the ticket store" in result["summary"]
+    assert [t.ticket_id for t in sandbox.ledger().release_tickets(VERSION) if not t.known] == [999]
+    assert sandbox.ledger().release(VERSION).state == "released"
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Dry run
+# --------------------------------------------------------------------------------------------
+def test_dry_run_shows_everything_and_changes_nothing(sandbox: Sandbox) -> None:
+    before = sandbox.world()
+    result = ok(run_flow("release", sandbox.path, dry_run=True))
+    text = result["dry_run"]
+    assert result["version"] == VERSION and "15.5" in text
+    for t in (101, 102, 103, 104, 105, 106):
+        assert f"#{t}" in text
+    assert "déjà disponible depuis 15.4 U1" in text
+    assert "3 mail(s)" in text
+    for name in ("Alice Martin", "Carole Roux", "Bob Girard"):
+        assert f"### {name}" in text
+    assert "### Zoé" not in text and "### Support" not in text
+    _nothing_done(sandbox, before)
+    assert not (sandbox.state / "outbox").exists()
+    assert not (sandbox.state / "updates").exists()
+
+
+def test_dry_run_creates_no_database(make_repo, tmp_path, monkeypatch, prefect_harness) -> None:
+    from flow_fixtures import build_sandbox
+
+    box = build_sandbox(make_repo, tmp_path)
+    monkeypatch.setenv("GESTAN_RELEASE_REMOTE", "origin")
+    tags = box.tags()
+    result = ok(run_flow("release", box.path, dry_run=True))
+    assert result["version"] == VERSION
+    # preflight keeps STATE_DIR out of `git status` (an empty directory), but no file is made
+    assert not (box.state / "gestan.db").exists()
+    assert not box.state.exists() or [p for p in box.state.rglob("*") if p.is_file()] == []
+    assert box.tags() == tags
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Gestan's rule: a flash fix shipped in a U is in the next full version
+# --------------------------------------------------------------------------------------------
+def test_flash_fix_of_a_u_missing_from_the_next_full_version(
+    make_repo, tmp_path, monkeypatch, prefect_harness, fast_retries
+) -> None:
+    from flow_fixtures import build_sandbox
+
+    box = build_sandbox(make_repo, tmp_path, pick_u1=False)
+    monkeypatch.setenv("GESTAN_RELEASE_REMOTE", "origin")
+    box.import_tickets()
+    before = box.world()
+    exc = failed(run_flow("release", box.path))
+    assert isinstance(exc, ReleaseError)
+    assert "#101 (15.4 U1) not fixed in v15.4.0..main" in str(exc)
+    _nothing_done(box, before)
+
+    reason = "le correctif #101 est remplacé par la refonte des remises"
+    ok(run_flow("release", box.path, allow_missing=[101], reason=reason))
+    overrides = box.ledger().overrides(VERSION)
+    assert [(o.ticket_id, o.rule, o.reason) for o in overrides] == [
+        (101, "flash-in-next-full", reason)
+    ]
+    assert box.ledger().release(VERSION).state == "released"
+    assert "zoe@example.com" not in box.mail_recipients()
+
+
+# --------------------------------------------------------------------------------------------
+# 8. Developers tagging commits
+# --------------------------------------------------------------------------------------------
+def test_developer_tag_on_the_released_commit_is_adopted(sandbox: Sandbox) -> None:
+    sandbox.repo.tag("v15.4.2", "release/15.4", message="15.4 U2, tagged by Marc")
+    git(sandbox.path, "push", "-q", "origin", "v15.4.2")
+    tag_object = git(sandbox.path, "rev-parse", "refs/tags/v15.4.2")
+    tags = sandbox.tags()
+    result = ok(run_flow("hotfix", sandbox.path, branch="release/15.4"))
+    assert result["version"] == "15.4.2"
+    assert sandbox.tags() == tags  # adopted: no second tag
+    assert git(sandbox.path, "rev-parse", "refs/tags/v15.4.2") == tag_object
+    assert sandbox.remote_refs()["refs/tags/v15.4.2"] == tag_object
+    assert sandbox.manifest() == ["15.4.2"]
+    assert sandbox.mail_recipients() == ["marc@example.com"]
+    assert sandbox.ledger().release("15.4.2").state == "released"
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("v15.4.5", "next U sub-version is 15.4.2"), ("v15.6.1", "not a U sub-version of 15.4")],
+)
+def test_developer_tag_naming_the_wrong_version_is_refused(
+    sandbox: Sandbox, tag: str, expected: str
+) -> None:
+    sandbox.repo.tag(tag, "release/15.4")
+    before = sandbox.world()
+    exc = failed(run_flow("hotfix", sandbox.path, branch="release/15.4"))
+    assert isinstance(exc, ReleaseError)
+    assert f"tag {tag}" in str(exc) and expected in str(exc)
+    _nothing_done(sandbox, before)
+
+
+# --------------------------------------------------------------------------------------------
+# 9. Concurrency
+# --------------------------------------------------------------------------------------------
+def test_release_while_another_holds_the_lock(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = sandbox.ledger()
+    lock = f"repo:{sandbox.path.resolve()}"
+    holder = ledger.acquire(lock)
+    before = sandbox.world()
+    exc = failed(run_flow("release", sandbox.path))
+    assert isinstance(exc, ReleaseError) and "another release is running" in str(exc)
+    assert sandbox.world() == before
+
+    # with LOCK_WAIT, the second run waits for the first to finish, then goes on
+    monkeypatch.setenv("GESTAN_RELEASE_LOCK_WAIT", "60")
+    timer = threading.Timer(2.0, ledger.release_lock, (lock, holder))
+    timer.start()
+    try:
+        ok(run_flow("release", sandbox.path))
+    finally:
+        timer.cancel()
+    assert_released(sandbox)
+
+
+def test_two_release_processes_at_once(sandbox: Sandbox, prefect_harness: str) -> None:
+    from flow_fixtures import cli
+
+    # a slow build keeps the first run inside its lock while the second one starts
+    env = {
+        **sandbox.env,
+        "GESTAN_RELEASE_BUILD_COMMAND": "sleep 5; " + sandbox.env["GESTAN_RELEASE_BUILD_COMMAND"],
+    }
+    procs = [cli(["--repo", str(sandbox.path), "release"], env, prefect_harness) for _ in "ab"]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes in ([0, 0], [0, 1]), outs
+    if codes == [0, 1]:
+        err = next(e for p, (_, e) in zip(procs, outs, strict=True) if p.returncode == 1)
+        assert "another release is running" in err
+        assert err.strip().splitlines()[-1].startswith("gestan-release: error: another release")
+    assert_released(sandbox)
+
+
+# --------------------------------------------------------------------------------------------
+# 10. status
+# --------------------------------------------------------------------------------------------
+def _status(box: Sandbox, capsys: pytest.CaptureFixture[str]) -> dict:
+    import json
+
+    from gestan_release.cli import main
+
+    capsys.readouterr()
+    assert main(["--repo", str(box.path), "status", "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_status_before_and_after_a_failed_release(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _status(sandbox, capsys)
+    assert data["releases"] == [] and data["undone"] == []
+    unreleased = {p: [t["id"] for t in items] for p, items in data["unreleased"].items()}
+    assert unreleased == {
+        "flash": [101],
+        "haute": [102, 105, 106],
+        "normale": [103],
+        "basse": [104],
+    }
+    assert [
+        (r["branch"], r["advice"], [t["id"] for t in r["tickets"]]) for r in data["recommended_u"]
+    ] == [("release/15.4", "U version recommended", [107])]
+
+    faults = Faults(monkeypatch)
+    faults.fail("x")
+    failed(run_flow("release", sandbox.path))
+    data = _status(sandbox, capsys)
+    assert [(r["version"], r["state"]) for r in data["releases"]] == [(VERSION, "incomplete")]
+    assert [(d["key"], d["state"]) for d in data["undone"]] == [(KEYS["x"], "failed")]
+    assert "simulated" in data["undone"][0]["error"]
+    assert data["unreleased"] == {}
