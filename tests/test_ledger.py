@@ -1,0 +1,136 @@
+"""The release ledger on a real SQLite file: releases, tickets, overrides, deliveries, the lock."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+from gestan_release import db
+from gestan_release.errors import ReleaseError
+from gestan_release.ledger import (
+    DONE,
+    FAILED,
+    IN_PROGRESS,
+    INCOMPLETE,
+    PENDING,
+    PENDING_APPROVAL,
+    RELEASED,
+    SENDING,
+    Ledger,
+    LockRecord,
+)
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Ledger:
+    return Ledger(f"sqlite:///{tmp_path / 'gestan.db'}")
+
+
+def start(ledger: Ledger, version: str = "15.4.1", kind: str = "u") -> None:
+    ledger.start_release(
+        version=version,
+        kind=kind,
+        label="15.4 U1" if kind == "u" else version,
+        tag=f"v{version}",
+        channel="stable",
+        previous_version="15.4.0",
+        plan={"version": version},
+        tickets=[(101, "flash", None, True), (999, None, None, False)],
+        overrides=[(102, "flash-in-next-full", "remplacé par la refonte")],
+    )
+
+
+def test_missing_database_is_not_created_by_existing(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'none' / 'gestan.db'}"
+    assert Ledger.existing(url) is None
+    assert not (tmp_path / "none").exists()
+
+
+def test_schema_is_migrated_to_head(ledger: Ledger) -> None:
+    assert db.current_revision(ledger.url) is not None
+    assert Ledger(ledger.url).releases() == []  # a second open migrates nothing
+
+
+def test_release_is_recorded_once_with_tickets_and_overrides(ledger: Ledger) -> None:
+    start(ledger)
+    start(ledger)  # idempotent
+    r = ledger.release("15.4.1")
+    assert (r.kind, r.state, r.plan, r.finished_at) == (
+        "u",
+        IN_PROGRESS,
+        {"version": "15.4.1"},
+        None,
+    )
+    rows = {(t.ticket_id, t.priority, t.known) for t in ledger.release_tickets("15.4.1")}
+    assert rows == {(101, "flash", True), (999, None, False)}
+    assert [(o.ticket_id, o.reason) for o in ledger.overrides("15.4.1")] == [
+        (102, "remplacé par la refonte")
+    ]
+    assert ledger.shipped_in_line((15, 4)) == {101: "15.4 U1", 999: "15.4 U1"}
+    ledger.set_commit("15.4.1", "abc")
+    ledger.finish_release("15.4.1", False)
+    assert ledger.release("15.4.1").state == INCOMPLETE
+    ledger.finish_release("15.4.1", True)
+    r = ledger.release("15.4.1")
+    assert r.state == RELEASED and r.commit_sha == "abc" and r.finished_at is not None
+    with pytest.raises(ReleaseError, match="not in the ledger"):
+        ledger.set_commit("9.9.9", "abc")
+
+
+def test_delivery_lifecycle(ledger: Ledger) -> None:
+    start(ledger)
+    ledger.plan_deliveries("15.4.1", [("x:15.4.1", "x"), ("mail:15.4.1:a@example.com", "mail")])
+    assert {d.key: d.state for d in ledger.deliveries("15.4.1")} == {
+        "x:15.4.1": PENDING,
+        "mail:15.4.1:a@example.com": PENDING,
+    }
+    ledger.mark_sending("x:15.4.1", "15.4.1", "x")
+    assert ledger.delivery("x:15.4.1").state == SENDING
+    ledger.mark_failed("x:15.4.1", "boom " * 1000)
+    d = ledger.delivery("x:15.4.1")
+    assert d.state == FAILED and d.attempts == 1 and len(d.last_error) == 2000
+    ledger.mark_sending("x:15.4.1", "15.4.1", "x")
+    ledger.mark_done("x:15.4.1", "1234", "https://x.com/gestan/status/1234")
+    d = ledger.delivery("x:15.4.1")
+    assert (d.state, d.attempts, d.external_id, d.last_error) == (DONE, 2, "1234", None)
+    assert d.finished
+    ledger.mark_sending("mail:15.4.1:a@example.com", "15.4.1", "mail")
+    ledger.mark_done("mail:15.4.1:a@example.com", None, None, PENDING_APPROVAL)
+    assert ledger.delivery("mail:15.4.1:a@example.com").finished
+    assert ledger.deliveries("15.4.1", undone=True) == []
+    with pytest.raises(ReleaseError, match="never started"):
+        ledger.mark_done("forum:15.4.1", "1")
+
+
+def test_lock_is_exclusive_and_released(ledger: Ledger) -> None:
+    holder = ledger.acquire("repo:/r")
+    with pytest.raises(ReleaseError, match="another release is running on this repository"):
+        ledger.acquire("repo:/r")
+    with pytest.raises(ReleaseError, match="another release is running"):
+        Ledger(ledger.url).acquire("repo:/r", wait=1.0)
+    assert ledger.acquire("repo:/other")  # one lock per repository
+    ledger.release_lock("repo:/r", "someone-else:1")  # not the holder: kept
+    with pytest.raises(ReleaseError):
+        ledger.acquire("repo:/r")
+    ledger.release_lock("repo:/r", holder)
+    assert ledger.acquire("repo:/r") == holder
+
+
+def test_lock_of_a_dead_process_is_taken_over(ledger: Ledger) -> None:
+    from sqlalchemy.orm import Session
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = f"{socket.gethostname()}:{proc.stdout.strip()}"
+    with Session(ledger.engine) as s, s.begin():
+        s.add(LockRecord(name="repo:/r", holder=dead, acquired_at=datetime.now(UTC)))
+    assert ledger.acquire("repo:/r") == f"{socket.gethostname()}:{os.getpid()}"

@@ -1,0 +1,173 @@
+"""The pure parts of the runbook (plan, guard, preview, summary) on real git repositories and a
+real SQLite ticket store, without Prefect."""
+
+from __future__ import annotations
+
+import pytest
+
+from gestan_release import pipeline
+from gestan_release.errors import GitError, ReleaseError
+from gestan_release.settings import load
+from gestan_release.tickets import Ticket, TicketStore
+
+
+def _tickets(settings, ids=(101, 102, 103)) -> None:
+    from gestan_release.db import ensure_state_dir
+
+    ensure_state_dir(settings)
+    TicketStore(settings.database_url).import_rows(
+        [
+            Ticket(
+                id=i,
+                title=f"Ticket {i}",
+                priority="flash" if i == 101 else "haute",
+                reporter_name="Alice Martin",
+                reporter_email="alice@example.com",
+                forum_url=f"https://forum.gestan.fr/discussion/{i}/t",
+            )
+            for i in ids
+        ]
+    )
+
+
+@pytest.fixture
+def repo(git_repo):
+    """15.4.0 on main, 15.4 U1 (#101) on release/15.4, main with #102 and #103."""
+    r = git_repo
+    r.commit("Gestan 15.4")
+    r.tag("v15.4.0")
+    r.branch("release/15.4")
+    r.checkout("release/15.4")
+    r.u1 = r.commit("Corrige le plantage\n\nCorrige: #101\n")
+    r.tag("v15.4.1")
+    r.checkout("main")
+    r.commit("Relances (#102)")
+    r.commit("Articles\n\nCloses: 103\n")
+    return r
+
+
+def settings_of(r):
+    s = load(r.path)
+    _tickets(s)
+    return s
+
+
+def test_plan_of_a_full_version(repo) -> None:
+    repo.cherry_pick(repo.u1)
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "full", "main")
+    assert (plan.version, plan.previous, plan.from_ref, plan.tag) == (
+        "15.5.0",
+        "15.4.0",
+        "v15.4.0",
+        "v15.5.0",
+    )
+    assert sorted(plan.ticket_ids) == [101, 102, 103]
+    assert plan.already_in == {101: "15.4 U1"}
+    assert plan.commit == repo.head("main") and not plan.adopted_tag
+    assert pipeline.Plan.from_json(plan.to_json()) == plan
+    assert pipeline.guard(s, plan) == []
+
+
+def test_a_nightly_tag_is_never_the_previous_release(repo) -> None:
+    repo.cherry_pick(repo.u1)
+    repo.tag("v15.5.0-nightly.20200101")
+    repo.commit("Encore (#102)")
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "full", "main")
+    assert plan.version == "15.5.0" and plan.previous == "15.4.0"
+    nightly = pipeline.plan_release(s, "nightly", "main")
+    assert nightly.version.startswith("15.5.0-nightly.") and nightly.tag is None
+    assert nightly.previous == "15.4.0" and nightly.channel == "nightly"
+
+
+def test_guard_keeps_u_fixes_in_the_next_full_version(repo) -> None:
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "full", "main")
+    with pytest.raises(ReleaseError, match=r"#101 \(15.4 U1\) not fixed in v15.4.0..main") as e:
+        pipeline.guard(s, plan)
+    assert len(str(e.value).splitlines()) == 1
+    allowed = pipeline.plan_release(s, "full", "main", allow_missing={101: "remplacé"})
+    assert pipeline.guard(s, allowed) == []
+
+
+def test_guard_refuses_a_u_with_no_fix_and_warns_a_full_with_none(git_repo) -> None:
+    git_repo.commit("Gestan 15.4")
+    git_repo.tag("v15.4.0")
+    git_repo.branch("release/15.4")
+    git_repo.commit("Nettoyage")
+    s = load(git_repo.path)
+    full = pipeline.plan_release(s, "full", "main")
+    assert full.ticket_ids == []
+    assert pipeline.guard(s, full) == ["15.5 fixes no ticket (allowed for a full version)"]
+    git_repo.checkout("release/15.4")
+    git_repo.commit("Refactor")
+    u = pipeline.plan_release(s, "u", "release/15.4")
+    with pytest.raises(ReleaseError, match=r"15\.4 U1 would fix no ticket"):
+        pipeline.guard(s, u)
+
+
+def test_unknown_refs_are_released_warned_and_previewed(repo) -> None:
+    repo.cherry_pick(repo.u1)
+    repo.commit("Stock #999")
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "full", "main")
+    assert plan.changelog["unknown"] == [999]
+    assert any("#999" in w for w in pipeline.guard(s, plan))
+    text = pipeline.preview(s, plan)  # the markdown changelog lists the unknown ref's commit
+    assert "#999" in text and "15.5" in text
+    assert pipeline.preview(s, pipeline.Plan.from_json(plan.to_json())) == text
+
+
+def test_preflight_refuses_dirty_tree_and_detached_head(repo) -> None:
+    s = load(repo.path)
+    assert pipeline.preflight(s, "full", None) == "main"
+    (repo.path / "file1.txt").write_text("edited\n")
+    with pytest.raises(GitError, match=r"uncommitted changes \(file1.txt\)"):
+        pipeline.preflight(s, "full", None)
+    repo.git("checkout", "--", "file1.txt")
+    repo.git("checkout", "-q", "--detach", "main")
+    with pytest.raises(GitError, match="HEAD is detached"):
+        pipeline.preflight(s, "full", None)
+    assert pipeline.preflight(s, "nightly", None) == "main"  # a nightly may build a detached HEAD
+
+
+def test_tags_on_the_commit_or_elsewhere(repo) -> None:
+    repo.cherry_pick(repo.u1)
+    s = settings_of(repo)
+    repo.tag("v15.5.0")  # a developer tagged main's head: adopted
+    plan = pipeline.plan_release(s, "full", "main")
+    assert plan.version == "15.5.0" and plan.adopted_tag and plan.previous == "15.4.0"
+    repo.git("tag", "-d", "v15.5.0")
+    repo.git("checkout", "-q", "-b", "side", "main~1")
+    repo.commit("Essai")
+    repo.tag("v15.5.0")
+    repo.checkout("main")
+    with pytest.raises(ReleaseError, match=r"tag v15\.5\.0 already exists on another commit"):
+        pipeline.plan_release(s, "full", "main")
+    repo.tag("v15.7.0", "main")
+    with pytest.raises(ReleaseError, match=r"tag v15\.7\.0 on main names 15\.7\.0, but the next"):
+        pipeline.plan_release(s, "full", "main")
+
+
+def test_summary_lists_what_is_left(repo) -> None:
+    from gestan_release.ledger import Ledger
+
+    repo.cherry_pick(repo.u1)
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "full", "main")
+    ledger = Ledger(s.database_url)
+    pipeline.record_start(ledger, plan)
+    ok = pipeline.StepResult("X")
+    ledger.mark_sending("x:15.5.0", plan.version, "x")
+    ledger.mark_failed("x:15.5.0", "HTTP 503 | retry later")
+    complete, text = pipeline.summary(ledger, plan, [ok])
+    assert not complete and "INCOMPLÈTE" in text
+    assert "| `x:15.5.0` | failed | 1 | HTTP 503 \\| retry later |" in text
+    assert "gestan-release resume 15.5.0" in text
+    ledger.mark_sending("x:15.5.0", plan.version, "x")
+    ledger.mark_done("x:15.5.0", "1", None)
+    ok.done = 1
+    complete, text = pipeline.summary(ledger, plan, [ok])
+    assert complete and "publiée" in text and "Reste à faire" not in text
+    assert "| X | 1 | 0 | 0 | 0 |" in text
