@@ -17,12 +17,16 @@ trailer names from settings), not code:
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
+import threading
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from gestan_release.errors import GitError, VersionError
 from gestan_release.versions import Version, parse_tag, release_version
@@ -30,7 +34,10 @@ from gestan_release.versions import Version, parse_tag, release_version
 _REVERT_RE = re.compile(r"This reverts commit ([0-9a-f]{7,40})")
 _PICK_RE = re.compile(r"\(cherry picked from commit ([0-9a-f]{7,40})\)")
 _ID_RE = re.compile(r"\d+")
-_FORMAT = "%H%x1f%P%x1f%an%x1f%B"
+# `#1234`, not `issue#12`, `&#233;` or `a/#3`; the lookbehind follows the `#` so that the pattern
+# starts with a literal (fast scanning).
+DEFAULT_TICKET_PATTERN = r"#(?<![\w&/]#)(\d+)\b"
+_FORMAT = "%H%x1f%P%x1f%an%x1f%n%B"
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,44 +165,81 @@ class Commit:
         return len(self.parents) > 1
 
 
-def iter_commits(repo: Path | str, rev_range: list[str]) -> Iterator[Commit]:
-    """Stream the commits of a range, newest first, from one `git log` process."""
-    cmd = [
-        "git",
-        "-C",
-        str(repo),
-        "log",
-        f"--format={_FORMAT}",
-        "-z",
-        "--end-of-options",
-        *rev_range,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_git_env())
-    assert proc.stdout is not None
+def _stream_blocks(repo: Path | str, rev_range: list[str]) -> Iterator[str]:
+    """`git log` over a range, newest first, from one process, as decoded text blocks of whole
+    records separated by NUL (each record: sha US parents US author US message).
+
+    A reader thread drains git's pipe while the caller parses, so git never waits for Python and
+    the two run side by side (wall time ≈ the slower of the two, not their sum).
+    """
+    cmd = ["git", "-C", str(repo), "log", f"--format={_FORMAT}", "-z", "--end-of-options"]
+    proc = subprocess.Popen(
+        [*cmd, *rev_range], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_git_env()
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    _widen_pipe(proc.stdout.fileno())
+    chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    errors: list[bytes] = []
+
+    def drain() -> None:
+        try:
+            while chunk := proc.stdout.read(1 << 20):  # type: ignore[union-attr]
+                chunks.put(chunk)
+        finally:
+            chunks.put(None)
+
+    def drain_err() -> None:
+        errors.append(proc.stderr.read())  # type: ignore[union-attr]
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (drain, drain_err)]
+    for t in readers:
+        t.start()
     pending = b""
     try:
-        while chunk := proc.stdout.read(1 << 20):
-            records = (pending + chunk).split(b"\0")
-            pending = records.pop()
-            for raw in records:
-                yield _parse_record(raw)
+        while (chunk := chunks.get()) is not None:
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\0")
+            if cut < 0:
+                pending = data
+                continue
+            pending = data[cut + 1 :]
+            yield data[:cut].decode("utf-8", "replace")  # whole records: no character is split
         if pending:
-            yield _parse_record(pending)
+            yield pending.decode("utf-8", "replace")
     finally:
-        proc.stdout.close()
-        err = proc.stderr.read() if proc.stderr else b""
+        if proc.poll() is None:
+            proc.kill()
         code = proc.wait()
+        for t in readers:
+            t.join()
+        proc.stdout.close()
+        proc.stderr.close()
     if code != 0:
-        lines = err.decode("utf-8", "replace").strip().splitlines()
+        lines = b"".join(errors).decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git log {' '.join(rev_range)} failed: {lines[-1] if lines else code}")
 
 
-def _parse_record(raw: bytes) -> Commit:
-    text = raw.decode("utf-8", "replace")
-    sha, parents, author, message = text.split("\x1f", 3)
-    if "\r" in message:
-        message = message.replace("\r\n", "\n").replace("\r", "\n")
-    return Commit(sha.lstrip("\n"), tuple(parents.split()), author, message.strip("\n"))
+def _widen_pipe(fd: int, size: int = 1 << 20) -> None:
+    """Let git write up to 1 MiB ahead (Linux): the reader thread then needs the GIL once per
+    MiB instead of once per 64 KiB, and git rarely waits while Python parses."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (ImportError, OSError):
+        pass  # not Linux, or over /proc/sys/fs/pipe-max-size: the default pipe works too
+
+
+def _normalise(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def iter_commits(repo: Path | str, rev_range: list[str]) -> Iterator[Commit]:
+    """Stream the commits of a range, newest first, from one `git log` process."""
+    for block in _stream_blocks(repo, rev_range):
+        for record in _normalise(block).split("\0"):
+            sha, parents, author, message = record.split("\x1f", 3)
+            yield Commit(sha.lstrip("\n"), tuple(parents.split()), author, message.strip("\n"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +249,7 @@ def _parse_record(raw: bytes) -> Commit:
 class Rules:
     """How messages name tickets; built from settings (cf. git-cliff's commit_parsers)."""
 
-    patterns: tuple[str, ...] = (r"(?<![\w&/])#(\d+)\b",)
+    patterns: tuple[str, ...] = (DEFAULT_TICKET_PATTERN,)
     fix_trailers: tuple[str, ...] = ("Ticket", "Fixes", "Closes", "Corrige")
     ref_trailers: tuple[str, ...] = ("Refs",)
 
@@ -217,14 +261,18 @@ class Rules:
             ref_trailers=tuple(settings.ref_trailers),  # type: ignore[attr-defined]
         )
 
-    @cached_property
-    def _inline(self) -> re.Pattern[str]:
-        return re.compile("|".join(f"(?:{p})" for p in self.patterns))
-
+    # The regexes run over whole blocks of `git log` output at once (one call per block, not
+    # per commit: per-call overhead was most of the parsing time on big histories), and each
+    # starts with a literal so that the engine jumps from candidate to candidate. Messages are
+    # read as `%n%B`, so that every line, the subject included, follows a line break.
     @cached_property
     def _trailer(self) -> re.Pattern[str]:
         names = "|".join(re.escape(n) for n in (*self.fix_trailers, *self.ref_trailers))
-        return re.compile(rf"^[ \t]*({names})[ \t]*:[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+        return re.compile(rf"\n[ \t]*(?i:({names}))[ \t]*:[ \t]*([^\n\0]*)")
+
+    @cached_property
+    def _inline(self) -> re.Pattern[str]:
+        return re.compile("|".join(f"(?:{p})" for p in self.patterns))
 
     @cached_property
     def _fix_names(self) -> frozenset[str]:
@@ -232,26 +280,122 @@ class Rules:
 
     def tickets(self, message: str, merge: bool = False) -> tuple[set[int], set[int]]:
         """(ids fixed, ids only mentioned) by one commit message."""
-        fixed: set[int] = set()
-        mentioned: set[int] = set()
-        inline_text = message
-        if ":" in message:
-            for m in self._trailer.finditer(message):
-                ids = {int(x) for x in _ID_RE.findall(m.group(2))}
-                (fixed if m.group(1).lower() in self._fix_names else mentioned).update(ids)
-                # A trailer line is read as a trailer, never again as inline refs.
-                inline_text = inline_text.replace(m.group(0), "")
-        if not merge and "#" in inline_text:
-            for m in self._inline.finditer(inline_text):
-                fixed.add(int(next(g for g in m.groups() if g is not None)))
-        return fixed, mentioned - fixed
+        block = f"0000000\x1f{'0 1' if merge else '0'}\x1f\x1f\n{message}"
+        _, hits = scan_block(block, self)
+        return (set(hits[0].fixed), set(hits[0].mentioned)) if hits else (set(), set())
+
+
+_NONE: frozenset[int] = frozenset()
+# The head of each record in a block: sha, parents, author; the message follows (from `%n%B`,
+# so that it starts with a line break like every other line).
+# Each head follows a NUL (one is put before the first): a literal first, for fast scanning.
+_HEAD_RE = re.compile(r"\0([0-9a-f]{7,64})\x1f([0-9a-f ]*)\x1f([^\x1f\0]*)\x1f")
+
+
+class Scanned(NamedTuple):
+    """A commit whose message says something: tickets it fixes or mentions, what it reverts or
+    was cherry-picked from."""
+
+    sha: str
+    merge: bool
+    author: str
+    message: str
+    fixed: frozenset[int] | set[int]
+    mentioned: frozenset[int] | set[int]
+    reverts: str | None
+    picked_from: str | None
+
+    @property
+    def subject(self) -> str:
+        return self.message.split("\n", 1)[0].strip()
+
+
+def scan_block(block: str, rules: Rules) -> tuple[list[str], list[Scanned]]:
+    """The shas of a block of records (NUL-separated, newest first) and, for the commits whose
+    message says something, what it says. A handful of regex passes over the whole block, not
+    one per commit: per-call overhead was most of the parsing time on big histories."""
+    text = "\0" + _normalise(block)
+    heads = list(_HEAD_RE.finditer(text))
+    shas = [m.group(1) for m in heads]
+    starts = [m.end() for m in heads]  # where each message starts (its leading line break)
+    ends = [m.start() for m in heads[1:]]  # where it ends: the next record's NUL, or the end
+    ends.append(len(text))
+
+    fixed: dict[int, set[int]] = {}
+    mentioned: dict[int, set[int]] = {}
+    trailer_starts: list[int] = []
+    trailer_ends: list[int] = []
+    fix_names = rules._fix_names
+    find_ids = _ID_RE.findall
+    for m in rules._trailer.finditer(text):
+        at = m.start()
+        i = bisect_right(starts, at) - 1
+        if i < 0 or at >= ends[i]:
+            continue  # not in a message
+        key, value = m.group(1, 2)
+        target = fixed if key.lower() in fix_names else mentioned
+        ids = target.get(i)
+        if ids is None:
+            ids = target[i] = set()
+        ids.update(map(int, find_ids(value)))
+        trailer_starts.append(at)
+        trailer_ends.append(m.end())
+    one_group = rules._inline.groups == 1
+    merge_cache: dict[int, bool] = {}
+    for m in rules._inline.finditer(text):
+        at = m.start()
+        # A trailer line is read as a trailer, never again as inline references.
+        t = bisect_right(trailer_starts, at) - 1
+        if t >= 0 and at < trailer_ends[t]:
+            continue
+        i = bisect_right(starts, at) - 1
+        if i < 0 or at >= ends[i]:
+            continue
+        merge = merge_cache.get(i)
+        if merge is None:
+            merge = merge_cache[i] = " " in heads[i].group(2).strip()
+        if merge:  # a merge's own message counts only for its trailers
+            continue
+        ticket = m.group(1) if one_group else next(g for g in m.groups() if g is not None)
+        ids = fixed.get(i)
+        if ids is None:
+            fixed[i] = {int(ticket)}
+        else:
+            ids.add(int(ticket))
+    marks: list[dict[int, str]] = [{}, {}]
+    for regex, found in ((_REVERT_RE, marks[0]), (_PICK_RE, marks[1])):
+        for m in regex.finditer(text):
+            at = m.start()
+            i = bisect_right(starts, at) - 1
+            if i >= 0 and at < ends[i]:
+                found.setdefault(i, m.group(1))
+    reverts, picks = marks
+    hits = []
+    for i in sorted({*fixed, *mentioned, *reverts, *picks}):
+        head = heads[i]
+        fix = fixed.get(i, _NONE)
+        mention = mentioned.get(i)
+        hits.append(
+            Scanned(
+                shas[i],
+                " " in head.group(2).strip(),
+                head.group(3),
+                text[starts[i] : ends[i]].strip("\n"),
+                fix,
+                mention - fix if mention else _NONE,
+                reverts.get(i),
+                picks.get(i),
+            )
+        )
+    return shas, hits
 
 
 # --------------------------------------------------------------------------------------------
 # Fixed tickets of a range
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CommitRef:
+class CommitRef(NamedTuple):
+    """A commit as a changelog shows it (a tuple: thousands are made on big ranges)."""
+
     sha: str
     subject: str
     author: str
@@ -283,65 +427,84 @@ class RangeFixes:
     commit_count: int = 0
 
 
-def _matches(short_or_full: str, shas: dict[str, object]) -> str | None:
-    if short_or_full in shas:
+def _matches(short_or_full: str, shas: set[bytes], ordered: list[bytes]) -> str | None:
+    """The full sha in the range that `short_or_full` names (a revert may cite a short one)."""
+    key = short_or_full.encode("ascii", "replace")
+    if key in shas:
         return short_or_full
-    if len(short_or_full) < 40:
-        for sha in shas:
-            if sha.startswith(short_or_full):
-                return sha
+    if len(key) < 40:
+        for sha in ordered:
+            if sha.startswith(key):
+                return sha.decode()
     return None
+
+
+def scan_range(repo: Path | str, rev_range: list[str], rules: Rules) -> RangeFixes:
+    """What a range fixes, read with one `git log` and parsed while git is still writing."""
+    shas: list[str] = []
+    hits: list[Scanned] = []
+    for block in _stream_blocks(repo, rev_range):
+        block_shas, block_hits = scan_block(block, rules)
+        shas += block_shas
+        hits += block_hits
+    return _analyse(shas, hits, rules)
 
 
 def fixed_tickets(commits: Iterable[Commit], rules: Rules) -> RangeFixes:
     """Apply the rules of the module docstring to the commits of a range (newest first)."""
-    result = RangeFixes()
-    in_range: dict[str, Commit] = {}
-    reverts: dict[str, str] = {}  # revert commit → the commit it reverts
-    picks: dict[str, str] = {}  # cherry-pick → the commit it was picked from
-    for commit in commits:
-        in_range[commit.sha] = commit
-        msg = commit.message
-        if "This reverts commit" in msg and (m := _REVERT_RE.search(msg)):
-            reverts[commit.sha] = m.group(1)
-        if "cherry picked from" in msg and (m := _PICK_RE.search(msg)):
-            picks[commit.sha] = m.group(1)
-    result.commit_count = len(in_range)
+    block = "\0".join(
+        f"{c.sha}\x1f{' '.join(c.parents)}\x1f{c.author}\x1f\n{c.message}" for c in commits
+    )
+    return _analyse(*scan_block(block, rules), rules) if block else RangeFixes()
+
+
+def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixes:
+    """The fixes of a range from the shas of all its commits and the commits whose message says
+    something, both newest first."""
+    result = RangeFixes(commit_count=len(shas))
+    ordered = [sha.encode() for sha in shas]
+    in_range = set(ordered)
+    reverts = {c.sha: c.reverts for c in commits if c.reverts}
+    picks = {c.sha: c.picked_from for c in commits if c.picked_from}
 
     # A commit is undone when a revert of it stands, i.e. is not itself undone. Reverts point
     # to older commits, so deciding newest first settles each revert before its target.
     undone: set[str] = set()
     for sha, target_ref in reverts.items():  # newest first
-        if sha not in undone and (target := _matches(target_ref, in_range)):
+        if sha not in undone and (target := _matches(target_ref, in_range, ordered)):
             undone.add(target)
 
     seen_fix: set[str] = set()  # the commit that each fix stands for (cherry-picks folded)
-    for commit in reversed(list(in_range.values())):  # oldest first
-        sha = commit.sha
-        if sha in reverts:
-            target = _matches(reverts[sha], in_range)
+    fixes = result.fixes
+    for c in reversed(commits):  # oldest first
+        sha = c.sha
+        if c.reverts:
+            target = _matches(c.reverts, in_range, ordered)
             if target is None and sha not in undone:
-                ids, _ = rules.tickets(commit.message)
+                ids = rules.tickets(c.message)[0]
                 result.reverted.append(
-                    RevertedCommit(sha, commit.subject, reverts[sha], tuple(sorted(ids)))
+                    RevertedCommit(sha, c.subject, c.reverts, tuple(sorted(ids)))
                 )
             continue
         if sha in undone:
             continue
         origin = sha
         if sha in picks:
-            origin = _matches(picks[sha], in_range) or picks[sha]
+            origin = _matches(picks[sha], in_range, ordered) or picks[sha]
             if origin in undone:
                 continue
         if origin in seen_fix:
             continue
-        fixed, mentioned = rules.tickets(commit.message, merge=commit.is_merge)
-        result.mentioned |= mentioned
-        if not fixed:
+        if c.mentioned:
+            result.mentioned |= c.mentioned
+        if not c.fixed:
             continue
         seen_fix.add(origin)
-        ref = CommitRef(sha, commit.subject, commit.author)
-        for ticket_id in fixed:
-            result.fixes.setdefault(ticket_id, []).append(ref)
-    result.mentioned -= set(result.fixes)
+        ref = CommitRef(sha, c.subject, c.author)
+        for ticket_id in c.fixed:
+            if ticket_id in fixes:
+                fixes[ticket_id].append(ref)
+            else:
+                fixes[ticket_id] = [ref]
+    result.mentioned -= set(fixes)
     return result

@@ -27,11 +27,10 @@ from gestan_release.history import (
     RevertedCommit,
     Rules,
     ensure_repo,
-    fixed_tickets,
-    iter_commits,
     previous_release,
     release_tags,
     resolve_commit,
+    scan_range,
 )
 from gestan_release.planning import (
     Range,
@@ -195,7 +194,7 @@ def shipped_in_us(settings: Settings, line: tuple[int, int]) -> dict[int, str]:
     rules = Rules.from_settings(settings)
     shipped: dict[int, str] = {}
     for before, tag in itertools.pairwise(tags):
-        fixes = fixed_tickets(iter_commits(repo, [f"{before.tag}..{tag.tag}"]), rules)
+        fixes = scan_range(repo, [f"{before.tag}..{tag.tag}"], rules)
         for ticket_id in fixes.fixes:
             shipped.setdefault(ticket_id, tag.version.label)
     return shipped

@@ -15,12 +15,11 @@ from gestan_release.errors import ReleaseError, VersionError
 from gestan_release.history import (
     Rules,
     ensure_repo,
-    fixed_tickets,
     git,
-    iter_commits,
     previous_release,
     release_tags,
     resolve_commit,
+    scan_range,
     version_of_explicit_tag,
 )
 from gestan_release.settings import Settings
@@ -65,9 +64,7 @@ def resolve_range(
 
 def changelog_for(settings: Settings, rng: Range) -> Changelog:
     """Read the range once, apply the rules, join with the ticket store."""
-    fixes = fixed_tickets(
-        iter_commits(settings.repo, rng.rev_args()), Rules.from_settings(settings)
-    )
+    fixes = scan_range(settings.repo, rng.rev_args(), Rules.from_settings(settings))
     tickets = lookup_tickets(settings.database_url, fixes.fixes.keys()) if fixes.fixes else {}
     return build_changelog(
         fixes,

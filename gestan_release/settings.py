@@ -67,7 +67,9 @@ class Settings:
     build_command: str | None = None
     artifacts: str | None = None
     # Ticket references: what a commit means is data, not code (cf. git-cliff's commit_parsers).
-    ticket_patterns: tuple[str, ...] = (r"(?<![\w&/])#(\d+)\b",)
+    ticket_patterns: tuple[str, ...] = (
+        r"#(?<![\w&/]#)(\d+)\b",
+    )  # = history.DEFAULT_TICKET_PATTERN
     fix_trailers: tuple[str, ...] = ("Ticket", "Fixes", "Closes", "Corrige")
     ref_trailers: tuple[str, ...] = ("Refs",)
     # Update endpoint
