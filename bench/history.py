@@ -475,7 +475,7 @@ REFS_LINE = re.compile(r"^[ \t]*refs[ \t]*:.*$", re.I | re.M)
 TRAILER_ID = re.compile(r"#?(\d+)\b")
 REVERT = re.compile(r"^Revert \".*\n\s*This reverts commit ([0-9a-f]{40})", re.S)
 CHERRY = re.compile(r"\(cherry picked from commit ([0-9a-f]{40})\)")
-LOG_FORMAT = "--format=%H%x1f%P%x1f%an%x1f%n%B"  # exactly what changelog reads
+LOG_FORMAT = "--format=%H%x1f%P%x1f%an%x1f%B"  # changelog reads %n%B: one byte more a commit
 
 
 def _raw_fix_ids(message: str, merge: bool) -> set[int]:

@@ -25,6 +25,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 from typing import NamedTuple
 
@@ -289,110 +290,9 @@ _NONE: frozenset[int] = frozenset()
 # The head of each record in a block: sha, parents, author; the message follows (from `%n%B`,
 # so that it starts with a line break like every other line).
 # Each head follows a NUL (one is put before the first): a literal first, for fast scanning.
-_HEAD_RE = re.compile(r"\0([0-9a-f]{7,64})\x1f([0-9a-f ]*)\x1f([^\x1f\0]*)\x1f")
+_SHA_RE = re.compile(r"\0([0-9a-f]{7,64})\x1f")
 
 
-class Scanned(NamedTuple):
-    """A commit whose message says something: tickets it fixes or mentions, what it reverts or
-    was cherry-picked from."""
-
-    sha: str
-    merge: bool
-    author: str
-    message: str
-    fixed: frozenset[int] | set[int]
-    mentioned: frozenset[int] | set[int]
-    reverts: str | None
-    picked_from: str | None
-
-    @property
-    def subject(self) -> str:
-        return self.message.split("\n", 1)[0].strip()
-
-
-def scan_block(block: str, rules: Rules) -> tuple[list[str], list[Scanned]]:
-    """The shas of a block of records (NUL-separated, newest first) and, for the commits whose
-    message says something, what it says. A handful of regex passes over the whole block, not
-    one per commit: per-call overhead was most of the parsing time on big histories."""
-    text = "\0" + _normalise(block)
-    heads = list(_HEAD_RE.finditer(text))
-    shas = [m.group(1) for m in heads]
-    starts = [m.end() for m in heads]  # where each message starts (its leading line break)
-    ends = [m.start() for m in heads[1:]]  # where it ends: the next record's NUL, or the end
-    ends.append(len(text))
-
-    fixed: dict[int, set[int]] = {}
-    mentioned: dict[int, set[int]] = {}
-    trailer_starts: list[int] = []
-    trailer_ends: list[int] = []
-    fix_names = rules._fix_names
-    find_ids = _ID_RE.findall
-    for m in rules._trailer.finditer(text):
-        at = m.start()
-        i = bisect_right(starts, at) - 1
-        if i < 0 or at >= ends[i]:
-            continue  # not in a message
-        key, value = m.group(1, 2)
-        target = fixed if key.lower() in fix_names else mentioned
-        ids = target.get(i)
-        if ids is None:
-            ids = target[i] = set()
-        ids.update(map(int, find_ids(value)))
-        trailer_starts.append(at)
-        trailer_ends.append(m.end())
-    one_group = rules._inline.groups == 1
-    merge_cache: dict[int, bool] = {}
-    for m in rules._inline.finditer(text):
-        at = m.start()
-        # A trailer line is read as a trailer, never again as inline references.
-        t = bisect_right(trailer_starts, at) - 1
-        if t >= 0 and at < trailer_ends[t]:
-            continue
-        i = bisect_right(starts, at) - 1
-        if i < 0 or at >= ends[i]:
-            continue
-        merge = merge_cache.get(i)
-        if merge is None:
-            merge = merge_cache[i] = " " in heads[i].group(2).strip()
-        if merge:  # a merge's own message counts only for its trailers
-            continue
-        ticket = m.group(1) if one_group else next(g for g in m.groups() if g is not None)
-        ids = fixed.get(i)
-        if ids is None:
-            fixed[i] = {int(ticket)}
-        else:
-            ids.add(int(ticket))
-    marks: list[dict[int, str]] = [{}, {}]
-    for regex, found in ((_REVERT_RE, marks[0]), (_PICK_RE, marks[1])):
-        for m in regex.finditer(text):
-            at = m.start()
-            i = bisect_right(starts, at) - 1
-            if i >= 0 and at < ends[i]:
-                found.setdefault(i, m.group(1))
-    reverts, picks = marks
-    hits = []
-    for i in sorted({*fixed, *mentioned, *reverts, *picks}):
-        head = heads[i]
-        fix = fixed.get(i, _NONE)
-        mention = mentioned.get(i)
-        hits.append(
-            Scanned(
-                shas[i],
-                " " in head.group(2).strip(),
-                head.group(3),
-                text[starts[i] : ends[i]].strip("\n"),
-                fix,
-                mention - fix if mention else _NONE,
-                reverts.get(i),
-                picks.get(i),
-            )
-        )
-    return shas, hits
-
-
-# --------------------------------------------------------------------------------------------
-# Fixed tickets of a range
-# --------------------------------------------------------------------------------------------
 class CommitRef(NamedTuple):
     """A commit as a changelog shows it (a tuple: thousands are made on big ranges)."""
 
@@ -404,6 +304,111 @@ class CommitRef(NamedTuple):
         return {"sha": self.sha, "subject": self.subject, "author": self.author}
 
 
+class Scanned(NamedTuple):
+    """A commit whose message says something: tickets it fixes or mentions, what it reverts or
+    was cherry-picked from."""
+
+    ref: CommitRef  # made while git is still writing: what _analyse does after it is not
+    message: str
+    fixed: frozenset[int] | set[int]
+    mentioned: frozenset[int] | set[int]
+    reverts: str | None
+    picked_from: str | None
+
+    @property
+    def sha(self) -> str:
+        return self.ref.sha
+
+
+def scan_block(block: str, rules: Rules) -> tuple[list[str], list[Scanned]]:
+    """The shas of a block of records (NUL-separated, newest first) and, for the commits whose
+    message says something, what it says.
+
+    A handful of regex passes over the whole block, not one per commit (per-call overhead was
+    most of the parsing time on big histories): commits whose message says nothing cost only
+    their share of those C-level passes.
+    """
+    text = "\0" + _normalise(block)
+    records = text.split("\0")
+    del records[0]
+    # nuls[k] is the NUL before record k; nuls[-1] is the end of the block.
+    nuls = list(accumulate(map(len, records), lambda at, n: at + n + 1, initial=0))
+    shas = _SHA_RE.findall(text)
+    heads: dict[int, list[str]] = {}
+
+    def head(k: int) -> list[str]:
+        """[sha, parents, author, message] of record k (split once, when needed)."""
+        fields = heads.get(k)
+        if fields is None:
+            fields = heads[k] = records[k].split("\x1f", 3)
+        return fields
+
+    fixed: dict[int, set[int]] = {}
+    mentioned: dict[int, set[int]] = {}
+    trailer_starts: list[int] = []
+    trailer_ends: list[int] = []
+    fix_names = rules._fix_names
+    find_ids = _ID_RE.findall
+    # A trailer starts with a line break: never in a record's head (sha, parents, author).
+    for m in rules._trailer.finditer(text):
+        k = bisect_right(nuls, m.start()) - 1
+        key, value = m.group(1, 2)
+        target = fixed if key.lower() in fix_names else mentioned
+        ids = target.get(k)
+        if ids is None:
+            ids = target[k] = set()
+        ids.update(map(int, find_ids(value)))
+        trailer_starts.append(m.start())
+        trailer_ends.append(m.end())
+    one_group = rules._inline.groups == 1
+    merges: dict[int, bool] = {}
+    for m in rules._inline.finditer(text):
+        at = m.start()
+        # A trailer line is read as a trailer, never again as inline references.
+        t = bisect_right(trailer_starts, at) - 1
+        if t >= 0 and at < trailer_ends[t]:
+            continue
+        k = bisect_right(nuls, at) - 1
+        if text.find("\x1f", at, nuls[k + 1]) >= 0:
+            continue  # in the head (an author's name), not in the message
+        merge = merges.get(k)
+        if merge is None:
+            merge = merges[k] = " " in head(k)[1].strip()
+        if merge:  # a merge's own message counts only for its trailers
+            continue
+        ticket = m.group(1) if one_group else next(g for g in m.groups() if g is not None)
+        ids = fixed.get(k)
+        if ids is None:
+            fixed[k] = {int(ticket)}
+        else:
+            ids.add(int(ticket))
+    reverts: dict[int, str] = {}
+    picks: dict[int, str] = {}
+    for regex, found in ((_REVERT_RE, reverts), (_PICK_RE, picks)):
+        for m in regex.finditer(text):
+            found.setdefault(bisect_right(nuls, m.start()) - 1, m.group(1))
+    hits = []
+    for k in sorted({*fixed, *mentioned, *reverts, *picks}):
+        sha, _parents, author, message = head(k)
+        message = message.strip("\n")
+        fix = fixed.get(k, _NONE)
+        mention = mentioned.get(k)
+        hits.append(
+            Scanned(
+                CommitRef(sha, message.split("\n", 1)[0].strip(), author),
+                message,
+                fix,
+                mention - fix if mention else _NONE,
+                reverts.get(k),
+                picks.get(k),
+            )
+        )
+    return shas, hits
+
+
+# --------------------------------------------------------------------------------------------
+# Fixed tickets of a range
+# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RevertedCommit:
     """A commit of the range that reverts one from before it."""
@@ -427,15 +432,14 @@ class RangeFixes:
     commit_count: int = 0
 
 
-def _matches(short_or_full: str, shas: set[bytes], ordered: list[bytes]) -> str | None:
+def _matches(short_or_full: str, shas: set[str], ordered: list[str]) -> str | None:
     """The full sha in the range that `short_or_full` names (a revert may cite a short one)."""
-    key = short_or_full.encode("ascii", "replace")
-    if key in shas:
+    if short_or_full in shas:
         return short_or_full
-    if len(key) < 40:
+    if len(short_or_full) < 40:
         for sha in ordered:
-            if sha.startswith(key):
-                return sha.decode()
+            if sha.startswith(short_or_full):
+                return sha
     return None
 
 
@@ -462,10 +466,10 @@ def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixe
     """The fixes of a range from the shas of all its commits and the commits whose message says
     something, both newest first."""
     result = RangeFixes(commit_count=len(shas))
-    ordered = [sha.encode() for sha in shas]
-    in_range = set(ordered)
-    reverts = {c.sha: c.reverts for c in commits if c.reverts}
-    picks = {c.sha: c.picked_from for c in commits if c.picked_from}
+    ordered = shas
+    in_range = set(shas)
+    reverts = {c.ref.sha: c.reverts for c in commits if c.reverts}
+    picks = {c.ref.sha: c.picked_from for c in commits if c.picked_from}
 
     # A commit is undone when a revert of it stands, i.e. is not itself undone. Reverts point
     # to older commits, so deciding newest first settles each revert before its target.
@@ -477,13 +481,14 @@ def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixe
     seen_fix: set[str] = set()  # the commit that each fix stands for (cherry-picks folded)
     fixes = result.fixes
     for c in reversed(commits):  # oldest first
-        sha = c.sha
+        ref = c.ref
+        sha = ref.sha
         if c.reverts:
             target = _matches(c.reverts, in_range, ordered)
             if target is None and sha not in undone:
                 ids = rules.tickets(c.message)[0]
                 result.reverted.append(
-                    RevertedCommit(sha, c.subject, c.reverts, tuple(sorted(ids)))
+                    RevertedCommit(sha, ref.subject, c.reverts, tuple(sorted(ids)))
                 )
             continue
         if sha in undone:
@@ -500,7 +505,6 @@ def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixe
         if not c.fixed:
             continue
         seen_fix.add(origin)
-        ref = CommitRef(sha, c.subject, c.author)
         for ticket_id in c.fixed:
             if ticket_id in fixes:
                 fixes[ticket_id].append(ref)

@@ -215,3 +215,12 @@ def test_bad_input(tmp_path, git_repo) -> None:
     with pytest.raises(VersionError, match="'build-7' is not a release tag"):
         version_of_explicit_tag(git_repo.path, "build-7")
     assert version_of_explicit_tag(git_repo.path, "main") is None
+
+
+def test_an_author_name_is_not_a_message(git_repo) -> None:
+    git_repo.commit("init")
+    git_repo.tag("v1.0.0")
+    plain = git_repo.commit("Nettoyage", author="Équipe #77 <eq@gestan.test>")
+    fix = git_repo.commit("Corrige #78", author="Équipe #77 <eq@gestan.test>")
+    assert fixes_of(git_repo, "v1.0.0..HEAD") == {78: [fix]}
+    assert plain != fix
