@@ -56,7 +56,7 @@ def senders_for(settings: Settings) -> dict[str, Any]:
     if settings.x_enabled:
         from gestan_release.channels.x import XSender
 
-        senders["x"] = XSender.from_settings(settings)
+        senders["x"] = XSender.from_settings(settings, on_token_refresh=persist_x_tokens)
     if settings.forum_enabled:
         from gestan_release.channels.forum import ForumSender
 
@@ -66,6 +66,29 @@ def senders_for(settings: Settings) -> dict[str, Any]:
 
         senders["mail"] = SmtpSender.from_settings(settings)
     return senders
+
+
+def persist_x_tokens(access_token: str, refresh_token: str | None) -> None:
+    """X rotates refresh tokens: keep the new ones where the next run will read them (the
+    Prefect Secret blocks `gestan-release-x-bearer-token` / `-x-refresh-token`) when a Prefect
+    API is configured; otherwise say clearly that the operator must update the environment."""
+    import logging
+    import os
+
+    log = logging.getLogger("gestan_release.channels")
+    if not os.environ.get("PREFECT_API_URL"):
+        log.warning(
+            "X issued new OAuth 2.0 tokens; the old refresh token no longer works. Put the new "
+            "ones in GESTAN_RELEASE_X_BEARER_TOKEN / GESTAN_RELEASE_X_REFRESH_TOKEN, or run with "
+            "a Prefect server so that they are saved in Secret blocks automatically."
+        )
+        return
+    from prefect.blocks.system import Secret as SecretBlock
+
+    SecretBlock(value=access_token).save("gestan-release-x-bearer-token", overwrite=True)
+    if refresh_token:
+        SecretBlock(value=refresh_token).save("gestan-release-x-refresh-token", overwrite=True)
+    log.info("X tokens were refreshed and saved in the Prefect Secret blocks")
 
 
 def close_all(senders: dict[str, Any]) -> None:
