@@ -16,7 +16,6 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gestan_release import gitops
@@ -752,12 +751,13 @@ def summary(ledger: Any, plan: Plan, results: list[StepResult]) -> tuple[bool, s
         for d in undone:
             err = (d.last_error or "").replace("|", "\\|").replace("\n", " ")
             lines.append(f"| `{d.key}` | {d.state} | {d.attempts} | {err} |")
+        refused = sorted(
+            d.key.split(":", 2)[2] for d in undone if d.channel == "mail" and d.state == "failed"
+        )
+        if refused:
+            lines += ["", "### Adresses refusées", ""]
+            lines += [f"- {address}" for address in refused]
         lines += ["", f"Relancez `gestan-release resume {plan.version}` pour terminer."]
     for w in plan.warnings:
         lines += ["", f"> ⚠ {w}"]
     return complete, "\n".join(lines) + "\n"
-
-
-def status_path(settings: Settings) -> Path:
-    assert settings.state_dir is not None
-    return settings.state_dir

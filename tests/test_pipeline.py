@@ -165,6 +165,17 @@ def test_summary_lists_what_is_left(repo) -> None:
     assert not complete and "INCOMPLÈTE" in text
     assert "| `x:15.5.0` | failed | 1 | HTTP 503 \\| retry later |" in text
     assert "gestan-release resume 15.5.0" in text
+    assert "Adresses refusées" not in text
+    ledger.mark_sending("mail:15.5.0:bob@example.com", plan.version, "mail")
+    ledger.mark_failed("mail:15.5.0:bob@example.com", "550 no such user")
+    ledger.mark_sending("mail:15.5.0:carol@example.com", plan.version, "mail")  # crashed: sending
+    _, text = pipeline.summary(ledger, plan, [ok])
+    assert "### Adresses refusées\n\n- bob@example.com\n" in text
+    assert "- carol@example.com" not in text
+    ledger.mark_sending("mail:15.5.0:bob@example.com", plan.version, "mail")
+    ledger.mark_done("mail:15.5.0:bob@example.com", "<id@x>", None)
+    ledger.mark_sending("mail:15.5.0:carol@example.com", plan.version, "mail")
+    ledger.mark_done("mail:15.5.0:carol@example.com", "<id2@x>", None)
     ledger.mark_sending("x:15.5.0", plan.version, "x")
     ledger.mark_done("x:15.5.0", "1", None)
     ok.done = 1
