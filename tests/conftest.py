@@ -12,17 +12,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CONTRACTS = SHARED / "contracts"
-
-
-def contracts_dir() -> Path:
-    """`../shared/contracts`; skipped where absent, but required when CI=true."""
-    if CONTRACTS.is_dir():
-        return CONTRACTS
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{CONTRACTS} is missing: CI must have ../shared/contracts beside the checkout")
-    pytest.skip(f"{CONTRACTS} is missing (the published API contracts live in ../shared/contracts)")
+from fakes.contracts import CONTRACTS, SHARED, contracts_dir  # noqa: F401
 
 
 class GitRepo:

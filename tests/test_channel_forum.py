@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from conftest import contracts_dir
+from fakes.contracts import contracts_dir
 from fakes.openapi import FakeClock, Reply
 from fakes.vanilla_server import (
     FakeVanilla,

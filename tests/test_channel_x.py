@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import contracts_dir
+from fakes.contracts import contracts_dir
 from fakes.openapi import FakeClock
 from fakes.x_server import (
     FakeX,

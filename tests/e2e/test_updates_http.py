@@ -11,7 +11,7 @@ import threading
 
 import httpx
 import pytest
-from conftest import TOKEN, start_update_server
+from update_servers import TOKEN, start_update_server
 
 from gestan_release.updates.client import (
     ArtifactMismatch,
