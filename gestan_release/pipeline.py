@@ -465,10 +465,11 @@ def deliver(
     result: StepResult,
     progress: Report = _quiet,
 ) -> dict[str, Any]:
-    """Send each message once: skip what the ledger has done; for what a crash left `sending`,
+    """Send each message once: skip what the ledger has done; for what was tried before and may
+    have gone out (left `sending` by a crash, or `failed` after an answer that never came),
     ask the channel first; record every outcome. One failure never stops the others."""
     from gestan_release.channels.base import send_many
-    from gestan_release.ledger import PENDING_APPROVAL, SENDING
+    from gestan_release.ledger import FAILED, PENDING_APPROVAL, SENDING
 
     receipts: dict[str, Any] = {}  # key → Delivery (done before) or Receipt (done now)
     to_send = []
@@ -479,8 +480,16 @@ def deliver(
             result.skipped += 1
             receipts[message.key] = d
             continue
-        if d is not None and d.state == SENDING:
-            found = sender.find_existing(message)
+        if d is not None and d.state in (SENDING, FAILED):
+            # A POST that timed out may have been applied even when the retries then failed.
+            try:
+                found = sender.find_existing(message)
+            except DeliveryError as exc:
+                # Sending blind could make a duplicate: leave it for the next resume.
+                error = f"could not check whether it already went out, not sent again: {exc}"
+                ledger.mark_failed(message.key, error)
+                result.failed.append((message.key, error))
+                continue
             if found is not None:
                 ledger.mark_done(message.key, found.external_id, found.url, _state(found))
                 result.done += 1
