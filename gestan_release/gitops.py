@@ -29,14 +29,22 @@ def current_branch(repo: Path) -> str | None:
     return out or None
 
 
-def dirty_paths(repo: Path) -> list[str]:
-    """Tracked files changed and untracked files not ignored (the state dir is excluded)."""
+def dirty_paths(repo: Path, ignore: Path | None = None) -> list[str]:
+    """Tracked files changed and untracked files not ignored by git, except under `ignore`
+    (the state dir: ledger and outbox live in the work tree)."""
     out = git(repo, "status", "--porcelain", "--untracked-files=normal")
-    return [line[3:] for line in out.splitlines() if line.strip()]
+    skip = ""
+    if ignore is not None:
+        try:
+            skip = ignore.resolve().relative_to(repo.resolve()).as_posix().rstrip("/") + "/"
+        except ValueError:
+            skip = ""  # outside the work tree
+    paths = [line[3:] for line in out.splitlines() if line.strip()]
+    return [p for p in paths if not (skip and (p + "/").startswith(skip))]
 
 
-def check_clean(repo: Path) -> None:
-    dirty = dirty_paths(repo)
+def check_clean(repo: Path, ignore: Path | None = None) -> None:
+    dirty = dirty_paths(repo, ignore)
     if dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise GitError(

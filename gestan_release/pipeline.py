@@ -16,6 +16,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gestan_release import gitops
@@ -164,11 +165,9 @@ def preflight(settings: Settings, kind: str, ref: str | None) -> str:
     branch = default_branch(settings, kind, ref)
     if kind != Kind.NIGHTLY:
         gitops.check_attached(repo)
-    from gestan_release.db import ensure_state_dir
-
-    # The state dir (ledger, outbox) lives in the work tree: keep it out of `git status` first.
-    ensure_state_dir(settings.replace(repo=repo))
-    gitops.check_clean(repo)
+    # The state dir (ledger, outbox) lives in the work tree; the flows keep it out of
+    # `git status` (`.git/info/exclude`) before the first side effect. A dry run changes nothing.
+    gitops.check_clean(repo, ignore=settings.state_dir)
     resolve_commit(repo, branch)
     if kind == Kind.U:
         line_of_branch(branch)
@@ -586,10 +585,19 @@ def git_step(settings: Settings, ledger: Any, plan: Plan) -> tuple[str, StepResu
             plan,
             f"push:{tag}",
             "git",
-            lambda: (gitops.push(repo, remote, refs) or remote, None),
+            lambda: (_push(repo, remote, refs), None),
             result,
         )
     return commit, result
+
+
+def _push(repo: Path, remote: str, refs: list[str]) -> str:
+    """Push; a failure may be the network, so it is worth a retry (`DeliveryError`)."""
+    try:
+        gitops.push(repo, remote, refs)
+    except GestanReleaseError as exc:
+        raise DeliveryError(f"push to {remote} failed: {exc}", permanent=False) from None
+    return remote
 
 
 def build_step(

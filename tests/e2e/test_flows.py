@@ -449,9 +449,10 @@ def test_dry_run_creates_no_database(make_repo, tmp_path, monkeypatch, prefect_h
     tags = box.tags()
     result = ok(run_flow("release", box.path, dry_run=True))
     assert result["version"] == VERSION
-    # preflight keeps STATE_DIR out of `git status` (an empty directory), but no file is made
-    assert not (box.state / "gestan.db").exists()
-    assert not box.state.exists() or [p for p in box.state.rglob("*") if p.is_file()] == []
+    # nothing at all: no state directory, no database, no exclude line, no tag
+    assert not box.state.exists()
+    exclude = box.path / git(box.path, "rev-parse", "--git-path", "info/exclude")
+    assert not exclude.exists() or ".gestan-release" not in exclude.read_text()
     assert box.tags() == tags
 
 
