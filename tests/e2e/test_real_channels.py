@@ -184,6 +184,42 @@ def test_x_crash_then_resume_posts_once(channels: Channels, how: str) -> None:
     assert deliveries(channels)[X_KEY].attempts == 1  # found, not sent again
 
 
+def test_x_real_kill_9_while_the_post_is_in_flight_then_resume(
+    channels: Channels, prefect_harness: str
+) -> None:
+    """The same with a real process: `gestan-release release` in a subprocess, killed with
+    SIGKILL once X has created the post and before its answer reaches the client. Its lock and
+    its `sending` delivery are left behind; `resume` takes the dead process's lock and finds the
+    post instead of posting again."""
+    import os
+    import signal
+    import time
+
+    from flow_fixtures import cli
+
+    channels.x.script(x_slow(60.0, apply=True))  # the answer would come after a minute
+    proc = cli(["--repo", str(channels.box.path), "release"], {}, prefect_harness)
+    try:
+        deadline = time.monotonic() + 120
+        while not channels.x.tweets:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the release never posted to X"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert states(channels)[X_KEY] == "sending"
+    assert channels.own_topics() == [] and channels.recipients() == []
+
+    resume(channels)
+    assert_everything_once(channels)
+    assert channels.post_calls()["tweets"] == 1
+
+
 def test_x_crash_then_x_down_on_resume_stops_nothing_else(channels: Channels) -> None:
     """After the crash, X is down when resuming: the post cannot be looked for, so it is not sent
     blind (recorded failed) and the forum and the mails still go out; once X is back, the next
