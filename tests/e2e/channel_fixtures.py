@@ -97,13 +97,13 @@ class Channels:
 
         self.mp.setattr(Ledger, "mark_done", mark_done)
 
-    def kill_after_timeout(self, channel: str, timeout: float = 0.5) -> None:
+    def kill_after_timeout(self, channel: str, timeout: float = 2.0) -> None:
         """The channel's next POST reaches the server and is applied, but its answer comes after
         the client's timeout; the process dies while the sender waits to look/retry."""
         self.timeouts[channel] = timeout
         self.kill_in_sleep.add(channel)
 
-    def lose_answer_then_outage(self, channel: str, timeout: float = 0.5) -> None:
+    def lose_answer_then_outage(self, channel: str, timeout: float = 2.0) -> None:
         """The channel's next POST is applied but answered after the timeout; from the sender's
         next wait on, the service is down (503 to everything) until `end_outage`."""
         self.timeouts[channel] = timeout

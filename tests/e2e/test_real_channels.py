@@ -169,7 +169,7 @@ def test_x_crash_then_resume_posts_once(channels: Channels, how: str) -> None:
     else:
         # X creates the post but answers after the client's timeout; the process dies while
         # the sender waits before looking for it
-        channels.x.script(x_slow(3.0, apply=True))
+        channels.x.script(x_slow(6.0, apply=True))
         channels.kill_after_timeout("x")
     crash(channels)
     assert states(channels)[X_KEY] == "sending"
@@ -250,7 +250,7 @@ def test_forum_crash_then_resume_posts_once(channels: Channels, what: str, how: 
     if how == "after-send":
         channels.kill_after_send(key)
     else:
-        channels.forum.script(forum_slow(3.0, apply=True, path="/api/v2/discussions"))
+        channels.forum.script(forum_slow(6.0, apply=True, path="/api/v2/discussions"))
         channels.kill_after_timeout("forum")
     crash(channels)
     left = states(channels)
@@ -282,7 +282,7 @@ def test_unanswered_post_then_outage_then_resume_posts_once(
     key = X_KEY if channel == "x" else TOPIC_KEY
     path = "/2/tweets" if channel == "x" else "/api/v2/discussions"
     slow = x_slow if channel == "x" else forum_slow
-    channels.fake(channel).script(slow(3.0, apply=True, path=path))
+    channels.fake(channel).script(slow(6.0, apply=True, path=path))
     channels.lose_answer_then_outage(channel)
     exc = failed(release(channels))
     assert f"resume {VERSION}" in str(exc)
