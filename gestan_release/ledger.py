@@ -112,6 +112,43 @@ class LockRecord(db.Base):
     acquired_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+class _SQL:
+    """The statements of the per-delivery hot path, built once."""
+
+    _t = DeliveryRecord.__table__
+    _key = _t.c.key == sa.bindparam("k")
+    sending = (
+        _t.update()
+        .where(_key)
+        .values(state=SENDING, attempts=_t.c.attempts + 1, updated_at=sa.bindparam("now"))
+    )
+    insert = _t.insert().values(
+        key=sa.bindparam("k"),
+        version=sa.bindparam("version"),
+        channel=sa.bindparam("channel"),
+        state=SENDING,
+        attempts=1,
+        created_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+    done = (
+        _t.update()
+        .where(_key)
+        .values(
+            state=sa.bindparam("state"),
+            external_id=sa.bindparam("ext"),
+            url=sa.bindparam("url"),
+            last_error=None,
+            updated_at=sa.bindparam("now"),
+        )
+    )
+    failed = (
+        _t.update()
+        .where(_key)
+        .values(state=FAILED, last_error=sa.bindparam("err"), updated_at=sa.bindparam("now"))
+    )
+
+
 @dataclass(frozen=True)
 class Delivery:
     key: str
@@ -362,27 +399,38 @@ class Ledger:
     def mark_sending(self, key: str, version: str, channel: str) -> None:
         """Record that a side effect is about to happen (before it happens).
 
-        Core statements, not the ORM: this runs twice per mail on releases with hundreds."""
+        Prebuilt Core statements, not the ORM: this runs twice per mail on releases with
+        hundreds of reporters, and building a statement costs more than running it."""
         now = _now()
-        table = DeliveryRecord.__table__
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                table.update()
-                .where(table.c.key == key)
-                .values(state=SENDING, attempts=table.c.attempts + 1, updated_at=now)
-            ).rowcount
+            updated = conn.execute(_SQL.sending, {"k": key, "now": now}).rowcount
             if not updated:
                 conn.execute(
-                    table.insert().values(
-                        key=key,
-                        version=version,
-                        channel=channel,
-                        state=SENDING,
-                        attempts=1,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    _SQL.insert,
+                    {"k": key, "version": version, "channel": channel, "now": now},
                 )
+
+    def mark_sending_many(self, keys: list[str], version: str, channel: str) -> None:
+        """`mark_sending` for a whole batch in one transaction (a batch sender, e.g. SMTP with a
+        few connections, hands mails to the wire faster than one commit per mail)."""
+        if not keys:
+            return
+        now = _now()
+        with self.engine.begin() as conn:
+            table = DeliveryRecord.__table__
+            existing = set(
+                conn.execute(sa.select(table.c.key).where(table.c.version == version)).scalars()
+            )
+            old = [{"k": k, "now": now} for k in keys if k in existing]
+            new = [
+                {"k": k, "version": version, "channel": channel, "now": now}
+                for k in keys
+                if k not in existing
+            ]
+            if old:
+                conn.execute(_SQL.sending, old)
+            if new:
+                conn.execute(_SQL.insert, new)
 
     def mark_done(
         self,
@@ -392,30 +440,15 @@ class Ledger:
         state: str = DONE,
     ) -> None:
         """Record that a side effect happened, with what identifies it outside."""
-        table = DeliveryRecord.__table__
+        params = {"k": key, "state": state, "ext": external_id, "url": url, "now": _now()}
         with self.engine.begin() as conn:
-            updated = conn.execute(
-                table.update()
-                .where(table.c.key == key)
-                .values(
-                    state=state,
-                    external_id=external_id,
-                    url=url,
-                    last_error=None,
-                    updated_at=_now(),
-                )
-            ).rowcount
+            updated = conn.execute(_SQL.done, params).rowcount
         if not updated:
             raise ReleaseError(f"delivery {key} was never started")
 
     def mark_failed(self, key: str, error: str) -> None:
-        with self._session() as s:
-            row = s.get(DeliveryRecord, key)
-            if row is None:
-                return
-            row.state = FAILED
-            row.last_error = _clip(error)
-            row.updated_at = _now()
+        with self.engine.begin() as conn:
+            conn.execute(_SQL.failed, {"k": key, "err": _clip(error), "now": _now()})
 
     # -- lock --------------------------------------------------------------------------------
     def acquire(

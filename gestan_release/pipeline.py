@@ -499,6 +499,13 @@ def deliver(
     def before(message: Any) -> None:
         ledger.mark_sending(message.key, plan.version, channel)
 
+    if getattr(sender, "send_many", None) is not None and len(to_send) > 1:
+        # A batch sender (SMTP) goes faster than a commit per message: record the whole batch
+        # as sending first, in one transaction. A crash then leaves the unsent ones `sending`,
+        # which a re-run sends (after asking the channel, as for any `sending` delivery).
+        ledger.mark_sending_many([m.key for m in to_send], plan.version, channel)
+        before = None  # type: ignore[assignment]
+
     total = len(to_send)
     for n, (message, outcome) in enumerate(send_many(sender, to_send, before), start=1):
         if isinstance(outcome, DeliveryError):

@@ -134,3 +134,26 @@ def test_lock_of_a_dead_process_is_taken_over(ledger: Ledger) -> None:
     with Session(ledger.engine) as s, s.begin():
         s.add(LockRecord(name="repo:/r", holder=dead, acquired_at=datetime.now(UTC)))
     assert ledger.acquire("repo:/r") == f"{socket.gethostname()}:{os.getpid()}"
+
+
+def test_mark_sending_many_records_a_batch_in_one_go(tmp_path) -> None:
+    from gestan_release.ledger import SENDING, Ledger
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'batch.db'}")
+    ledger.start_release(
+        version="15.4.1",
+        kind="u",
+        label="15.4 U1",
+        tag="v15.4.1",
+        channel="stable",
+        previous_version="15.4.0",
+        plan={},
+    )
+    ledger.mark_sending("mail:15.4.1:a@x.fr", "15.4.1", "mail")
+    ledger.mark_failed("mail:15.4.1:a@x.fr", "451 try later")
+    keys = ["mail:15.4.1:a@x.fr", "mail:15.4.1:b@x.fr", "mail:15.4.1:c@x.fr"]
+    ledger.mark_sending_many(keys, "15.4.1", "mail")
+    rows = {d.key: d for d in ledger.deliveries("15.4.1")}
+    assert sorted(rows) == keys
+    assert all(d.state == SENDING and d.channel == "mail" for d in rows.values())
+    assert [rows[k].attempts for k in keys] == [2, 1, 1]
