@@ -142,11 +142,12 @@ class StepFailed(DeliveryError):
 
 def _raise_transient(result: StepResult) -> StepResult:
     # Failed deliveries are in the ledger; retrying the task re-runs only those (done ones are
-    # skipped). The last attempt returns the result instead so that the flow can go on.
+    # skipped), and only when one of them may go through (never again a 401 or a 550). The
+    # last attempt returns the result instead so that the flow can go on.
     from prefect.context import TaskRunContext
 
     ctx = TaskRunContext.get()
-    if result.failed and ctx is not None and ctx.task_run.run_count <= ctx.task.retries:
+    if result.retryable and ctx is not None and ctx.task_run.run_count <= ctx.task.retries:
         raise StepFailed(result)
     return result
 

@@ -394,6 +394,7 @@ class StepResult:
     skipped: int = 0
     pending_approval: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    retryable: int = 0  # failures that may go through next time (5xx, timeouts, 4yz)
 
     @property
     def ok(self) -> bool:
@@ -449,6 +450,8 @@ def once(
     except GestanReleaseError as exc:
         ledger.mark_failed(key, str(exc))
         result.failed.append((key, str(exc)))
+        if isinstance(exc, DeliveryError) and not exc.permanent:
+            result.retryable += 1
         raise
     ledger.mark_done(key, external_id, url)
     result.done += 1
@@ -490,8 +493,12 @@ def deliver(
                 result.failed.append((message.key, error))
                 continue
             if found is not None:
-                ledger.mark_done(message.key, found.external_id, found.url, _state(found))
-                result.done += 1
+                state = _state(found)
+                ledger.mark_done(message.key, found.external_id, found.url, state)
+                if state == PENDING_APPROVAL:
+                    result.pending_approval += 1
+                else:
+                    result.done += 1
                 receipts[message.key] = found
                 continue
         to_send.append(message)
@@ -511,6 +518,8 @@ def deliver(
         if isinstance(outcome, DeliveryError):
             ledger.mark_failed(message.key, str(outcome))
             result.failed.append((message.key, str(outcome)))
+            if not outcome.permanent:
+                result.retryable += 1
         else:
             state = _state(outcome)
             ledger.mark_done(message.key, outcome.external_id, outcome.url, state)

@@ -379,6 +379,9 @@ def test_x_refusing_the_token_does_not_stop_forum_and_mail(channels: Channels) -
     assert left[X_KEY].state == "failed" and "401" in (left[X_KEY].last_error or "")
     assert {v.state for k, v in left.items() if k != X_KEY} == {"done"}
     assert channels.x.tweets == []
+    # a 401 is permanent: the task does not retry it, and no lookup is tried with a bad token
+    assert len(channels.x.calls("GET", r"/2/users/.*")) == 0
+    assert len(channels.x.calls("POST", r"/2/tweets")) == 1
     assert len(channels.own_topics()) == 1 and channels.recipients() == sorted(MAILS)
 
     channels.set_env("X_BEARER_TOKEN", X_TOKEN)
