@@ -122,6 +122,10 @@ def build_sandbox(root: Path) -> Path:
     repo = root / "gestan"
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
+    # The sandbox's own identity: the release tags and the version bump commits need one, and a
+    # fresh machine may have no global git identity.
+    _git(repo, "config", "user.name", "Équipe Gestan")
+    _git(repo, "config", "user.email", "release@gestan.test")
     _git(repo, "config", "commit.gpgsign", "false")
     _git(repo, "config", "tag.gpgsign", "false")
     (repo / "gestan-release.toml").write_text(
