@@ -13,7 +13,6 @@ from typing import Any
 from gestan_release.history import CommitRef, RangeFixes, RevertedCommit
 from gestan_release.tickets import Priority, Ticket
 
-PRIORITY_ORDER = {p: i for i, p in enumerate(Priority)}
 PRIORITY_TITLES = {
     Priority.FLASH: "Flash",
     Priority.HAUTE: "Haute",
@@ -105,7 +104,7 @@ def build_changelog(
         for tid, commits in fixes.fixes.items()
         if tid in tickets
     ]
-    entries.sort(key=lambda e: (PRIORITY_ORDER[e.ticket.priority], e.ticket.id))
+    entries.sort(key=lambda e: e.ticket.sort_key)
     unknown = sorted(tid for tid in fixes.fixes if tid not in tickets)
     return Changelog(
         from_ref=from_ref,

@@ -31,12 +31,6 @@ ELLIPSIS = "…"
 _DISCUSSION_RE = re.compile(r"/discussion/(\d+)(?:[/?#]|$)")
 # Characters a markdown link destination or an href must not carry raw.
 _URL_UNSAFE = re.compile(r"[\s()<>\"'\\`]")
-PRIORITY_LABELS = {
-    Priority.FLASH: "flash",
-    Priority.HAUTE: "haute",
-    Priority.NORMALE: "normale",
-    Priority.BASSE: "basse",
-}
 
 
 @dataclass(frozen=True)
@@ -153,12 +147,12 @@ class _Item:
 def _item(entry: ChangelogEntry) -> _Item:
     t = entry.ticket
     return _Item(
-        t.id, _flat(t.title), PRIORITY_LABELS[t.priority], safe_url(t.forum_url), entry.already_in
+        t.id, _flat(t.title), str(t.priority), safe_url(t.forum_url), entry.already_in
     )
 
 
 def _groups(changelog: Changelog) -> list[tuple[str, list[_Item]]]:
-    return [(PRIORITY_LABELS[p], [_item(e) for e in es]) for p, es in changelog.by_priority()]
+    return [(str(p), [_item(e) for e in es]) for p, es in changelog.by_priority()]
 
 
 def _common(notes: ReleaseNotes, **extra: Any) -> dict[str, Any]:
@@ -191,9 +185,9 @@ def announcement(notes: ReleaseNotes) -> Post:
     only loses whole words.
     """
     entries = notes.changelog.entries
-    counts = {label: 0 for label in PRIORITY_LABELS.values()}
+    counts = {str(p): 0 for p in Priority}
     for e in entries:
-        counts[PRIORITY_LABELS[e.ticket.priority]] += 1
+        counts[str(e.ticket.priority)] += 1
     context = _common(notes, total=len(entries), counts=counts)
     items = [_item(e) for e in entries]
 
