@@ -95,7 +95,8 @@ def test_deploy_all_and_run_release_through_a_worker(prefect_server, tmp_path: P
     TicketStore(load(repo).database_url).import_file(import_tickets(repo))
 
     _prefect(env, "work-pool", "create", "gestan-release", "--type", "process")
-    _prefect({**env, "GESTAN_REPO": str(repo)}, "--no-prompt", "deploy", "--all")
+    # prefect.yaml's pull step is `{{ $PWD }}`: the project directory, read when deploying.
+    _prefect({**env, "GESTAN_REPO": str(repo), "PWD": str(ROOT)}, "--no-prompt", "deploy", "--all")
     api = env["PREFECT_API_URL"]
     deployments = _api(api, "/deployments/filter", {})
     names = sorted(d["name"] for d in deployments)
