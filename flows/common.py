@@ -14,6 +14,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from gestan_release import pipeline
 from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
@@ -38,6 +39,9 @@ def _transient(task_: Any, task_run: Any, state: Any) -> bool:
 
 RETRY = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": _transient}
 OPTS = {"cache_policy": NO_CACHE, "persist_result": False}
+# Big arguments (settings, the ledger, a plan with hundreds of tickets, the senders) are passed
+# quoted: Prefect then does not walk them looking for upstream task results, which cost more than
+# the steps themselves on big releases.
 
 
 def load_settings(repo: str) -> Settings:
@@ -172,9 +176,9 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
     pipeline.record_start(ledger, plan)
     results: list[StepResult] = []
     try:
-        commit, git_result = git_step(settings, ledger, plan)
+        commit, git_result = git_step(quote(settings), quote(ledger), quote(plan))
         results.append(git_result)
-        artifacts, build_result = build_step(settings, ledger, plan, commit)
+        artifacts, build_result = build_step(quote(settings), quote(ledger), quote(plan), commit)
         results.append(build_result)
     except GestanReleaseError as exc:
         # Nothing can be published without its tag and build: stop, but leave the release
@@ -188,17 +192,25 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
             f"{plan.label} stopped before publishing: {exc}. Fix it, then run "
             f"`gestan-release resume {plan.version}` to finish it."
         ) from exc
-    results.append(publish_step(settings, ledger, plan, artifacts, None))
+    results.append(
+        publish_step(quote(settings), quote(ledger), quote(plan), quote(artifacts), None)
+    )
     if plan.kind != "nightly":
         senders = senders_for(settings)
         try:
-            results.append(announce_step(settings, ledger, plan, senders))
-            topic_url, forum_result = forum_step(settings, ledger, plan, senders)
+            results.append(
+                announce_step(quote(settings), quote(ledger), quote(plan), quote(senders))
+            )
+            topic_url, forum_result = forum_step(
+                quote(settings), quote(ledger), quote(plan), quote(senders)
+            )
             results.append(forum_result)
-            results.append(mail_step(settings, ledger, plan, senders, topic_url))
+            results.append(
+                mail_step(quote(settings), quote(ledger), quote(plan), quote(senders), topic_url)
+            )
         finally:
             close_all(senders)
-        results.append(tickets_step(settings, ledger, plan))
+        results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
     for r in results:
         logger.info(r.line())
     complete, text = pipeline.summary(ledger, plan, results)
@@ -261,14 +273,14 @@ def cut(
     if allow_missing and not reason:
         raise ReleaseError("--allow-missing needs --reason: say why the fix may be left out")
     overrides = {int(t): reason or "" for t in allow_missing or ()}
-    branch = preflight(settings, kind, ref)
+    branch = preflight(quote(settings), kind, ref)
     if dry_run:
-        plan = plan_step(settings, kind, branch, bump, overrides)
-        guard(settings, plan)
+        plan = plan_step(quote(settings), kind, branch, bump, overrides)
+        guard(quote(settings), quote(plan))
         return {
             "version": plan.version,
             "label": plan.label,
-            "dry_run": dry_run_task(settings, plan),
+            "dry_run": dry_run_task(quote(settings), quote(plan)),
         }
     from gestan_release.db import ensure_state_dir
 
@@ -277,8 +289,8 @@ def cut(
     lock = f"repo:{settings.repo}"
     holder = ledger.acquire(lock, wait=settings.lock_wait)
     try:
-        plan = plan_step(settings, kind, branch, bump, overrides)
-        guard(settings, plan)
+        plan = plan_step(quote(settings), kind, branch, bump, overrides)
+        guard(quote(settings), quote(plan))
         return ship(settings, plan)
     finally:
         ledger.release_lock(lock, holder)
