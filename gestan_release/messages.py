@@ -146,9 +146,7 @@ class _Item:
 
 def _item(entry: ChangelogEntry) -> _Item:
     t = entry.ticket
-    return _Item(
-        t.id, _flat(t.title), str(t.priority), safe_url(t.forum_url), entry.already_in
-    )
+    return _Item(t.id, _flat(t.title), str(t.priority), safe_url(t.forum_url), entry.already_in)
 
 
 def _groups(changelog: Changelog) -> list[tuple[str, list[_Item]]]:
@@ -177,7 +175,7 @@ def announcement(notes: ReleaseNotes) -> Post:
     Shortening rule, applied only while the text is too long:
     1. the full text lists every ticket ("#3226 title", one a line);
     2. drop the ticket list; keep the headline (counts by priority) and the title of the most
-       urgent fix alone;
+       urgent fix new in this version (not already shipped in a U) alone;
     3. shorten that title at a word boundary, ending it with "…" (the longest prefix of whole
        words that fits);
     4. drop the title.
@@ -203,7 +201,10 @@ def announcement(notes: ReleaseNotes) -> Post:
     floor = sum(len(f"#{i.id} ") + 1 for i in items)
     text = render(items, None) if floor <= X_MAX_WEIGHTED_LENGTH else ""
     if items and (not text or not fits(text)):
-        words = items[0].title.split()
+        # The most urgent fix that is new in this version: one that already shipped in a U
+        # version was announced then.
+        lead = next((i for e, i in zip(entries, items, strict=True) if not e.already_in), items[0])
+        words = lead.title.split()
         text = render(None, " ".join(words))
         if not fits(text):
             # Weighted length grows with the number of words kept: binary search the longest fit.

@@ -405,3 +405,19 @@ def test_preview_fences_survive_backticks() -> None:
     )
     preview = render_preview(notes, [announcement(notes)])
     assert "````text" in preview
+
+
+def test_the_headline_fix_is_one_new_in_this_version() -> None:
+    long_list = [
+        entry(ticket(4000 + i, f"Anomalie numéro {i} de l'écran des factures", Priority.NORMALE))
+        for i in range(30)
+    ]
+    cl = changelog(
+        entry(ticket(3230, "Plantage au démarrage", Priority.FLASH), already_in="15.4 U1"),
+        entry(ticket(3231, "Export FEC incomplet", Priority.FLASH)),
+        *long_list,
+    )
+    notes = ReleaseNotes(Version.parse("15.5.0"), "v15.5.0", dt.date(2026, 11, 27), cl)
+    text = announcement(notes).text
+    assert "Export FEC incomplet" in text
+    assert "Plantage au démarrage" not in text  # announced when 15.4 U1 shipped
