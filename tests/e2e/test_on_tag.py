@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import fnmatch
 
 import pytest
 import yaml
@@ -27,33 +27,19 @@ def tagged(git_repo):
     return git_repo
 
 
-def _events(api_url: str, name: str) -> list:
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
-
-    async def read() -> list:
-        async with get_client() as client:
-            page = await client.read_events(
-                EventFilter(event=EventNameFilter(name=[name])), limit=50
-            )
-            return list(page.events)
-
-    return asyncio.run(read())
-
-
 def test_on_tag_emits_the_event_the_trigger_expects(tagged, prefect_harness, monkeypatch, capsys):  # noqa: F811
+    from prefect.events.clients import AssertingEventsClient
     from prefect.events.worker import EventsWorker
 
+    # Prefect's own way to see what is emitted: the events worker with a recording client.
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
     monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
     assert main(["--repo", str(tagged.path), "on-tag", "v15.4.1"]) == 0
     assert "hotfix deployment" in capsys.readouterr().err
-    EventsWorker.drain_all()
-    deadline = time.monotonic() + 30
-    while not (events := _events(prefect_harness, "gestan.release.tagged")):
-        assert time.monotonic() < deadline, "the event never reached the Prefect API"
-        time.sleep(0.5)
+    worker.drain()
+    events = [e for e in AssertingEventsClient.last.events if e.event == "gestan.release.tagged"]
+    assert len(events) == 1
     event = events[0]
     assert event.resource.id == "gestan.release.15.4.1"
     assert event.resource["gestan.deployment"] == "hotfix"
@@ -66,6 +52,7 @@ def test_on_tag_emits_the_event_the_trigger_expects(tagged, prefect_harness, mon
     trigger = hotfix["triggers"][0]
     assert trigger["expect"] == [event.event]
     assert trigger["match"]["gestan.deployment"] == event.resource["gestan.deployment"]
+    assert fnmatch.fnmatch(event.resource.id, trigger["match"]["prefect.resource.id"])
     for name, template in trigger["parameters"].items():
         key = template.removeprefix("{{ event.payload.").removesuffix(" }}")
         assert key in event.payload, (name, template)
