@@ -31,10 +31,7 @@ Adding tables (the ledger, issue 3)
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import threading
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +40,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gestan_release.sqlitewait import retry_while_locked
 
 if TYPE_CHECKING:
     from gestan_release.settings import Settings
@@ -134,7 +133,7 @@ def create_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if wal:
-            _retry_while_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"))
+            retry_while_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"))
             # In WAL mode NORMAL keeps every commit safe from a crash of the process (the case
             # the ledger is for) and skips an fsync per commit; only a power cut can lose the
             # last commits, and a lost "done" is re-checked with the channel on the next run.
@@ -147,27 +146,6 @@ def create_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _retry_while_locked(statement: Callable[[], object], seconds: float = 10.0) -> None:
-    """Run a connection's first statement, retrying while SQLite says "database is locked".
-
-    The busy timeout does not cover the moments when the last connection of another process is
-    closing (it briefly locks the file to checkpoint and delete the WAL): a run starting just then
-    gets "database is locked" at once. Once this first statement succeeds the connection holds the
-    shared memory open, so no other process can do that cleanup under it any more.
-    """
-    deadline = time.monotonic() + seconds
-    delay = 0.005
-    while True:
-        try:
-            statement()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 def engine_for(url: str) -> Engine:

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from gestan_release.errors import TicketError
+from gestan_release.sqlitewait import retry_while_locked
 
 STATUSES = ("open", "fixed", "released")
 FIELDS = (
@@ -700,21 +700,9 @@ def _plain_sqlite_file(database_url: str) -> Path | None:
     return Path(rest).expanduser()
 
 
-def _first_read(connection: sqlite3.Connection, seconds: float = 10.0) -> None:
-    """Touch the file, retrying "database is locked": the busy timeout does not cover the moment
-    another process's last connection closes and cleans up the WAL (see `db._retry_while_locked`).
-    """
-    deadline = time.monotonic() + seconds
-    delay = 0.005
-    while True:
-        try:
-            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+def _first_read(connection: sqlite3.Connection) -> None:
+    """Touch the file, waiting out "database is locked" (see `sqlitewait`)."""
+    retry_while_locked(lambda: connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall())
 
 
 def lookup_tickets(database_url: str, ids: Iterable[int]) -> dict[int, Ticket]:

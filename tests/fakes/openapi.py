@@ -10,6 +10,7 @@ fails the test. The fakes' own successful answers are validated too, so the fake
 
 from __future__ import annotations
 
+import abc
 import functools
 import json
 import re
@@ -145,7 +146,7 @@ class Scripted:
     apply: bool = False
 
 
-class FakeHTTPServer:
+class FakeHTTPServer(abc.ABC):
     """A threaded HTTP server on 127.0.0.1 with OpenAPI validation and scripted answers.
 
     Subclasses implement `dispatch(request) -> Reply` and may list paths that are not in the
@@ -231,8 +232,9 @@ class FakeHTTPServer:
         return [r for r in self.requests if r.method == method and re.fullmatch(path_regex, r.path)]
 
     # handling
+    @abc.abstractmethod
     def dispatch(self, request: Request) -> Reply:
-        raise NotImplementedError
+        """The fake service's answer to a valid request (each fake implements its routes)."""
 
     def _mock_request(self, request: Request) -> MockRequest:
         return MockRequest(
