@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from fakes.contracts import CONTRACTS, SHARED, contracts_dir  # noqa: F401
+from fakes.contracts import CONTRACTS, contracts_dir  # noqa: F401
 
 
 class GitRepo:

@@ -1,5 +1,5 @@
 """The forum channel against a local Vanilla stand-in that validates every request against the
-published OpenAPI fragments (`../shared/contracts/vanilla-openapi/`)."""
+published OpenAPI fragments (`tests/contracts/vanilla-openapi/`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The X channel against a local X stand-in that validates every request against the published
-OpenAPI document (`../shared/contracts/x-api-v2/openapi.json`)."""
+OpenAPI document (`tests/contracts/x-api-v2/openapi.json`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fixtures for the release flow with the REAL channel clients (`XSender`, `ForumSender`,
 `SmtpSender`) talking to local stand-ins: `FakeX` and `FakeVanilla` (every request validated
-against the OpenAPI documents of `../shared/contracts`; any invalid request fails the test at
+against the OpenAPI documents of `tests/contracts`; any invalid request fails the test at
 teardown) and a real aiosmtpd server with STARTTLS and AUTH.
 
 The channels are enabled the way an operator does it, through `GESTAN_RELEASE_*` variables; the

@@ -1,5 +1,5 @@
 """Shared pieces of the HTTP fakes of X and Vanilla: the published OpenAPI documents (loaded from
-`../shared/contracts`, never copied), request/response validation with openapi-core, and a small
+`tests/contracts`, copied unchanged with their sources), request/response validation with openapi-core, and a small
 threaded HTTP server on loopback that scripted answers can override.
 
 Every request a fake receives is validated against the OpenAPI document; a mismatch is recorded in
