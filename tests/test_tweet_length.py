@@ -17,9 +17,10 @@ from gestan_release.messages import weighted_length
 _SUITE = yaml.safe_load(
     (contracts_dir() / "twitter-text" / "validate.yml").read_text(encoding="utf-8")
 )["tests"]
-V3 = _SUITE["WeightedTweetsWithDiscountedEmojiCounterTest"] + _SUITE[
-    "UnicodeDirectionalMarkerCounterTest"
-]
+V3 = (
+    _SUITE["WeightedTweetsWithDiscountedEmojiCounterTest"]
+    + _SUITE["UnicodeDirectionalMarkerCounterTest"]
+)
 V2 = _SUITE["WeightedTweetsCounterTest"]
 
 

@@ -1,6 +1,6 @@
 """Shared pieces of the HTTP fakes of X and Vanilla: the published OpenAPI documents (loaded from
-`tests/contracts`, copied unchanged with their sources), request/response validation with openapi-core, and a small
-threaded HTTP server on loopback that scripted answers can override.
+`tests/contracts`, copied unchanged with their sources), request/response validation with
+openapi-core, and a small threaded HTTP server on loopback that scripted answers can override.
 
 Every request a fake receives is validated against the OpenAPI document; a mismatch is recorded in
 `server.validation_errors` (and answered 400, as a strict server would). The fixtures that start a
