@@ -49,7 +49,11 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Modules whose ORM classes make up the schema; `migrations/env.py` imports them for autogenerate.
-MODEL_MODULES: tuple[str, ...] = ("gestan_release.db", "gestan_release.ledger")
+MODEL_MODULES: tuple[str, ...] = (
+    "gestan_release.db",
+    "gestan_release.ledger",
+    "gestan_release.intake_store",
+)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

@@ -77,9 +77,9 @@ class DeliveryRecord(db.Base):
     __tablename__ = "deliveries"
 
     key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
-    version: Mapped[str] = mapped_column(
-        sa.String(64), sa.ForeignKey("releases.version", ondelete="CASCADE"), index=True
-    )
+    # The release (`15.4.1`) or the scope (`intake`: acknowledgement mails) it belongs to; no
+    # foreign key since migration 0003, as a scope is not a release.
+    version: Mapped[str] = mapped_column(sa.String(64), index=True)
     channel: Mapped[str] = mapped_column(sa.String(32))
     state: Mapped[str] = mapped_column(sa.String(24), index=True)
     external_id: Mapped[str | None] = mapped_column(sa.Text)

@@ -105,6 +105,20 @@ class Settings:
     smtp_password: Secret | None = field(default=None, metadata=SECRET)
     mail_from: str = "Support Gestan <support@gestan.fr>"
     mail_reply_to: str | None = None
+    # Intake (issue 10): triaged reports read from the forum, acknowledgement mails, promises.
+    # Bug-report categories (url codes or numeric ids); none = `tickets sync` refuses to run.
+    forum_bug_categories: tuple[str, ...] = ()
+    # Forum tag -> priority: "tag" (a tag named like the priority) or "priority=tag".
+    forum_priority_tags: tuple[str, ...] = ("flash", "haute", "normale", "basse")
+    # Also post the acknowledgement as a reply on the report's discussion (once).
+    forum_ack_reply: bool = False
+    # A full re-scan of the bug categories (catches re-tags that left dateUpdated alone, and
+    # deleted discussions) at most this many hours apart; 0 = only `tickets sync --full`.
+    forum_full_sync_hours: int = 24
+    # Support hours (Europe/Paris), in which an open flash ticket ages; `status` flags one open
+    # longer than FLASH_ALERT_MINUTES of them.
+    support_hours: tuple[str, ...] = ("mon-sat 08:00-19:00",)
+    flash_alert_minutes: int = 60
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

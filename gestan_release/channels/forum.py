@@ -247,8 +247,9 @@ class ForumSender:
 
     # -- categories ----------------------------------------------------------------------------
 
-    def resolve_category(self, category: str | int) -> int:
-        """A numeric id as is; else the category whose url code matches (case-insensitive)."""
+    def resolve_category(self, category: str | int, setting: str = "FORUM_CATEGORY") -> int:
+        """A numeric id as is; else the category whose url code matches (case-insensitive).
+        `setting` names the setting to fix in the error message."""
         text = str(category).strip()
         if text.isdigit():
             return int(text)
@@ -276,7 +277,7 @@ class ForumSender:
         known = ", ".join(sorted(seen)[:20]) or "none visible to this token"
         raise DeliveryError(
             f"forum category {text!r} not found on {self.host} (known url codes: {known}); "
-            "set FORUM_CATEGORY to an existing url code or a numeric category id",
+            f"set {setting} to an existing url code or a numeric category id",
             permanent=True,
         )
 
@@ -489,6 +490,24 @@ class ForumSender:
         raw = str(self._json(response).get("body") or "")
         return raw if marker in raw else None
 
+    # -- reading (the intake's `ForumReader` reuses this client: same auth, retries, waits) ---
+
+    def get(
+        self,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        what: str,
+        accept: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """A GET with this channel's token, retries (5xx, timeouts) and waits (429); a status in
+        `accept` (e.g. 404) is returned instead of raising."""
+        return self._request("GET", path, params=params, what=what, accept=accept)
+
+    def whoami(self) -> dict[str, Any]:
+        """The token's user (`GET /users/me`), read once."""
+        return self._whoami()
+
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _whoami(self, refresh: bool = False) -> dict[str, Any]:
@@ -543,6 +562,7 @@ class ForumSender:
         json: Any = None,
         params: dict[str, str] | None = None,
         lookup: Callable[[], Receipt | None] | None = None,
+        accept: tuple[int, ...] = (),
     ) -> Any:
         attempt = 0
         waits = 0
@@ -559,7 +579,7 @@ class ForumSender:
                 response = None
             if response is not None:
                 status = response.status_code
-                if 200 <= status < 300:
+                if 200 <= status < 300 or status in accept:
                     return response
                 body = self._json(response)
                 wait = self._wait_for(response, body)

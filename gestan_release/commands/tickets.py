@@ -12,6 +12,8 @@ from gestan_release.errors import TicketError
 from gestan_release.tickets import STATUSES, Priority, Ticket
 
 PRIORITIES = [p.value for p in Priority]
+# Forum reports that are not tickets (yet): listed from the intake's store.
+INTAKE_STATUSES = ("a-trier", "ecarte")
 
 _FIELDS_HELP = (
     "fields: id (int), title, priority (flash|haute|normale|basse), reporter_name, "
@@ -74,7 +76,12 @@ def register(subparsers: Any) -> None:
         description="List the stored tickets, most urgent first, then by id.",
     )
     lst.add_argument("--priority", choices=PRIORITIES, help="only this priority")
-    lst.add_argument("--status", choices=STATUSES, help="only this status")
+    lst.add_argument(
+        "--status",
+        choices=(*STATUSES, *INTAKE_STATUSES),
+        help="only this status; a-trier: forum reports without a priority tag yet, ecarte: "
+        "forum reports set aside (with the reason)",
+    )
     lst.add_argument("--format", choices=("table", "json"), default="table", help="default: table")
     lst.set_defaults(func=cmd_list)
 
@@ -82,6 +89,10 @@ def register(subparsers: Any) -> None:
     show.add_argument("id", type=int, metavar="N", help="ticket id")
     show.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
     show.set_defaults(func=cmd_show)
+
+    from gestan_release.commands.intake import register_tickets
+
+    register_tickets(sub)
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -128,6 +139,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.status in INTAKE_STATUSES:
+        return _list_reports(args)
     tickets = _store(args).list(priority=args.priority, status=args.status)
     if args.format == "json":
         json.dump([t.to_json() for t in tickets], sys.stdout, ensure_ascii=False, indent=2)
@@ -197,3 +210,42 @@ def _as_text(ticket: Ticket) -> str:
     if ticket.updated_at:
         lines.append(f"updated:         {ticket.updated_at:%Y-%m-%d %H:%M:%S %Z}")
     return "\n".join(lines)
+
+
+def _list_reports(args: argparse.Namespace) -> int:
+    """`tickets list --status a-trier|ecarte`: forum reports the intake did not make tickets."""
+    from gestan_release.intake_store import IntakeStore
+
+    store = _store(args)
+    reports = [
+        r
+        for r in IntakeStore(store.url).reports(state=args.status)
+        if args.priority is None or (r.priority and r.priority.value == args.priority)
+    ]
+    if args.format == "json":
+        json.dump([r.to_json() for r in reports], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not reports:
+        note(f"no forum report {args.status}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "status", "title", "reporter", "reported", "why"):
+        table.add_column(column, overflow="fold")
+    for r in reports:
+        table.add_row(
+            str(r.discussion_id),
+            r.state,
+            r.title,
+            r.reporter_name or "",
+            f"{r.date_inserted:%Y-%m-%d %H:%M}" if r.date_inserted else "",
+            r.reason or ("no priority tag yet" if r.state == "a-trier" else ""),
+        )
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=100_000)
+    console.print(table)
+    return 0

@@ -44,6 +44,10 @@ VANILLA_PATHS = {
     "/comments/{id}/edit": "vanilla/openapi/comments.yml",
     "/categories": "vanilla/openapi/categories.yml",
     "/users/me": "dashboard/openapi/users.yml",
+    # The intake (tickets sync) reads tags and reporters.
+    "/tags": "vanilla/openapi/tags.yml",
+    "/users": "dashboard/openapi/users.yml",
+    "/users/{id}": "dashboard/openapi/users.yml",
 }
 
 

@@ -19,7 +19,24 @@ Behaves like Vanilla for what the forum channel uses:
 
 Scriptable one-shot answers: `too_many_requests(retry_after)` (429, optional Retry-After),
 `server_error()`, `slow(delay, apply)`, `unauthorized()`, `forbidden()`, `premoderated()` (202),
-`flood(seconds)` (the validation error).
+`flood(seconds)` (the validation error), `html_page()` (200 with an HTML page, as a login or
+maintenance page would).
+
+For the intake (bug reports read by `tickets sync`), as Vanilla does it:
+- discussions carry `dateUpdated` (null until edited) and tags; `GET /discussions` filters on
+  `categoryID`, `discussionID` (range expression: `>N`, `>=N`, `a..b`, CSV), `dateInserted` /
+  `dateUpdated` (date filters `>=ISO`…), sorts, pages with `page`/`limit` and says in the `Link`
+  header (`rel="first"`, `rel="next"`) whether another page exists; `expand=tags` adds `tags`;
+- `GET /discussions/{id}` (404 once deleted), `GET /tags` (paged, 20 by default);
+- `GET /users?userID=1,2` and `GET /users/{id}`: the full record (with `email`) for an
+  administrator's token (`admin=True`, the default); for another token `email` is left out unless
+  the user shows it (as `UsersApiController::get` does; the published schema describes the
+  administrator's view, so those answers are not validated against it);
+- helpers: `add_user`, `add_tag`, `add_discussion(..., tags=, user_id=)`, `tag_discussion`
+  (re-tag: touches `dateUpdated` only with `retag_touches_date_updated=True`, since Vanilla's tag
+  endpoints are not documented to), `edit_discussion`, `delete_discussion`, and `before(method,
+  path_regex, fn)`: a one-shot hook run before a matching request is answered (e.g. delete a
+  discussion between two pages).
 """
 
 from __future__ import annotations
@@ -88,6 +105,50 @@ def premoderated(method: str = "POST", path: str = ".*") -> Scripted:
     return Scripted(method, path, Reply(202, {"message": MODERATION_MESSAGE, "status": 202}))
 
 
+def html_page(method: str = "GET", path: str = ".*", status: int = 200) -> Scripted:
+    page = b"<!DOCTYPE html><html><head><title>Connexion</title></head><body>Forum</body></html>"
+    return Scripted(method, path, Reply(status, page, content_type="text/html; charset=utf-8"))
+
+
+def _range_match(expression: str, value: int) -> bool:
+    """Vanilla's RangeExpression on integers: `>N`, `>=N`, `<N`, `<=N`, `=N`, `a..b`, CSV, N."""
+    text = expression.strip()
+    for op in (">=", "<=", ">", "<", "="):
+        if text.startswith(op):
+            n = int(text[len(op) :])
+            return {
+                ">=": value >= n,
+                "<=": value <= n,
+                ">": value > n,
+                "<": value < n,
+                "=": value == n,
+            }[op]
+    if ".." in text:
+        low, _, high = text.partition("..")
+        return (not low or value >= int(low)) and (not high or value <= int(high))
+    return value in {int(x) for x in text.split(",") if x.strip()}
+
+
+def _date_match(expression: str, value: str | None) -> bool:
+    """Vanilla's date filters (`>=2026-11-27T10:00:00Z`, `>`, `<`, `<=`, `=`); null never matches
+    anything."""
+    if value is None:
+        return False
+    text = expression.strip()
+    op = next((o for o in (">=", "<=", ">", "<", "=") if text.startswith(o)), "=")
+    stamp = datetime.datetime.fromisoformat(text[len(op) :].strip().replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    have = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return {
+        ">=": have >= stamp,
+        "<=": have <= stamp,
+        ">": have > stamp,
+        "<": have < stamp,
+        "=": have == stamp,
+    }[op]
+
+
 def flood(seconds: int = 120, method: str = "POST", path: str = ".*") -> Scripted:
     message = FLOOD_MESSAGE.format(n=3, window=60, wait=seconds)
     return Scripted(method, path, validation_error("body", "spam", message))
@@ -115,6 +176,8 @@ class FakeVanilla(FakeHTTPServer):
         flood_window: float = 60.0,
         flood_wait: int = 120,
         flood_status: int = 422,
+        admin: bool = True,
+        retag_touches_date_updated: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(vanilla_openapi(contracts), clock=clock)
@@ -130,16 +193,94 @@ class FakeVanilla(FakeHTTPServer):
         self.comments: dict[int, dict[str, Any]] = {}
         self.queue: list[tuple[str, dict[str, Any]]] = []  # held for moderation
         self._posted_at: dict[str, list[float]] = {"discussion": [], "comment": []}
-        self._next = {"discussion": 100, "comment": 5000}
+        self._next = {"discussion": 100, "comment": 5000, "user": 1000, "tag": 40}
+        self.admin = admin
+        self.retag_touches_date_updated = retag_touches_date_updated
+        self.users: dict[int, dict[str, Any]] = {}
+        self.tags: dict[int, dict[str, Any]] = {}
+        self.discussion_tags: dict[int, list[int]] = {}
+        self.hooks: list[tuple[str, str, Callable[[Request], None]]] = []
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def add_discussion(self, name: str, body: str, category_id: int = 1, user_id: int = 99) -> int:
-        """A discussion posted by someone else (e.g. a bug report)."""
-        return self._store_discussion(
+    def add_discussion(
+        self,
+        name: str,
+        body: str,
+        category_id: int = 1,
+        user_id: int = 99,
+        tags: tuple[str, ...] = (),
+        discussion_id: int | None = None,
+    ) -> int:
+        """A discussion posted by someone else (e.g. a bug report), with tags (by name)."""
+        if discussion_id is not None:
+            self._next["discussion"] = discussion_id - 1
+        did = self._store_discussion(
             {"name": name, "body": body, "format": "markdown", "categoryID": category_id},
             user_id,
         )["discussionID"]
+        self.discussion_tags[did] = [self.tag_id(t) for t in tags]
+        return did
+
+    def add_user(
+        self,
+        name: str,
+        email: str | None,
+        *,
+        banned: int = 0,
+        show_email: bool = False,
+        user_id: int | None = None,
+    ) -> int:
+        self._next["user"] += 1
+        uid = user_id if user_id is not None else self._next["user"]
+        self.users[uid] = {
+            "userID": uid,
+            "name": name,
+            "email": email or "",
+            "photoUrl": None,
+            "points": 0,
+            "emailConfirmed": bool(email),
+            "showEmail": show_email,
+            "bypassSpam": False,
+            "banned": banned,
+            "dateInserted": self._now(),
+            "dateLastActive": None,
+            "dateUpdated": None,
+        }
+        return uid
+
+    def add_tag(self, name: str, urlcode: str | None = None) -> int:
+        self._next["tag"] += 1
+        tid = self._next["tag"]
+        code = urlcode or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        self.tags[tid] = {"tagID": tid, "name": name, "urlcode": code}
+        return tid
+
+    def tag_id(self, name: str) -> int:
+        for tid, tag in self.tags.items():
+            if tag["name"] == name or tag["urlcode"] == name:
+                return tid
+        return self.add_tag(name)
+
+    def tag_discussion(self, discussion_id: int, *names: str) -> None:
+        """Set the discussion's tags (like `PUT /discussions/{id}/tags`)."""
+        self.discussion_tags[discussion_id] = [self.tag_id(n) for n in names]
+        if self.retag_touches_date_updated:
+            self.discussions[discussion_id]["dateUpdated"] = self._now()
+
+    def edit_discussion(self, discussion_id: int, name: str | None = None) -> None:
+        row = self.discussions[discussion_id]
+        if name is not None:
+            row["name"] = name
+        row["dateUpdated"] = self._now()
+
+    def delete_discussion(self, discussion_id: int) -> None:
+        self.discussions.pop(discussion_id, None)
+        self.discussion_tags.pop(discussion_id, None)
+
+    def before(self, method: str, path_regex: str, fn: Callable[[Request], None]) -> None:
+        """Run `fn(request)` once, before answering the next matching request."""
+        self.hooks.append((method.upper(), path_regex, fn))
 
     def approve_all(self) -> None:
         for kind, payload in self.queue:
@@ -237,13 +378,36 @@ class FakeVanilla(FakeHTTPServer):
     # -- behaviour -----------------------------------------------------------------------------
 
     def dispatch(self, request: Request) -> Reply:
+        for i, (m, regex, fn) in enumerate(self.hooks):
+            if m == request.method and re.fullmatch(regex, request.path):
+                del self.hooks[i]
+                fn(request)
+                break
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return Reply(401, {"message": "You must sign in.", "status": 401})
         path = request.path.removeprefix(API)
         method = request.method
         if method == "GET" and path == "/users/me":
-            me = {**self._user(), "isAdmin": False, "isSysAdmin": False, "permissions": []}
+            me = {**self._user(), "isAdmin": self.admin, "isSysAdmin": False, "permissions": []}
             return Reply(200, me)
+        if method == "GET" and path == "/users":
+            return self._list_users(request.args)
+        if method == "GET" and (m := re.fullmatch(r"/users/(\d+)", path)):
+            user = self.users.get(int(m.group(1)))
+            if user is None:
+                return Reply(404, {"message": "User not found.", "status": 404})
+            return Reply(200, self._user_view(user))
+        if method == "GET" and path == "/tags":
+            rows = [
+                {**t, "id": t["tagID"], "urlCode": t["urlcode"], "parentTagID": None}
+                for t in sorted(self.tags.values(), key=lambda t: t["tagID"])
+            ]
+            return Reply(200, self._page(rows, request.args, default=20))
+        if method == "GET" and (m := re.fullmatch(r"/discussions/(\d+)", path)):
+            row = self.discussions.get(int(m.group(1)))
+            if row is None:
+                return Reply(404, {"message": "Discussion not found.", "status": 404})
+            return Reply(200, self._public(row, self._render(row["body"])))
         if method == "GET" and path == "/categories":
             return self._list_categories(request.args)
         if method == "POST" and path in ("/discussions", "/comments"):
@@ -319,8 +483,60 @@ class FakeVanilla(FakeHTTPServer):
             rows = [r for r in rows if r["categoryID"] == int(args["categoryID"])]
         if "insertUserID" in args:
             rows = [r for r in rows if r["insertUserID"] == int(args["insertUserID"])]
-        rows = self._page(self._sorted(rows, args.get("sort"), "discussionID"), args)
-        return Reply(200, [self._public(r, self._render(r["body"])) for r in rows])
+        if "discussionID" in args:
+            rows = [r for r in rows if _range_match(args["discussionID"], r["discussionID"])]
+        for name in ("dateUpdated", "dateInserted"):
+            if name in args:
+                rows = [r for r in rows if _date_match(args[name], r[name])]
+        ordered = self._sorted(rows, args.get("sort"), "discussionID")
+        page = self._page(ordered, args)
+        listed = [self._public(r, self._render(r["body"])) for r in page]
+        if "tags" in (args.get("expand") or "").split(","):
+            for row in listed:
+                row["tags"] = [
+                    dict(self.tags[t]) for t in self.discussion_tags.get(row["discussionID"], [])
+                ]
+        return Reply(200, listed, self._links("/discussions", args, len(ordered)))
+
+    def _links(self, path: str, args: dict[str, str], total: int) -> dict[str, str]:
+        """Vanilla's paging header: `Link: <…page=1…>; rel="first", <…page=N+1…>; rel="next"`."""
+        from urllib.parse import urlencode
+
+        limit = int(args.get("limit", 30))
+        page = int(args.get("page", 1))
+
+        def url(n: int) -> str:
+            return f"{self.url}{API}{path}?{urlencode({**args, 'page': str(n)})}"
+
+        links = [f'<{url(1)}>; rel="first"']
+        if page * limit < total:
+            links.append(f'<{url(page + 1)}>; rel="next"')
+        return {"Link": ", ".join(links)}
+
+    def _user_view(self, user: dict[str, Any]) -> dict[str, Any]:
+        if self.admin or user["showEmail"]:
+            return dict(user)
+        return {k: v for k, v in user.items() if k != "email"}
+
+    def _list_users(self, args: dict[str, str]) -> Reply:
+        rows = sorted(self.users.values(), key=lambda u: u["userID"])
+        if "userID" in args:
+            rows = [u for u in rows if _range_match(args["userID"], u["userID"])]
+        page = self._page(rows, args)
+        return Reply(
+            200, [self._user_view(u) for u in page], self._links("/users", args, len(rows))
+        )
+
+    def _validate_response(self, request: Request, reply: Reply) -> list[str]:
+        # The published User schema is the administrator's view; another token's answer leaves
+        # `email` out (UsersApiController::get), which that schema cannot describe.
+        if (
+            not self.admin
+            and request.path.startswith(f"{API}/users")
+            and request.path != (f"{API}/users/me")
+        ):
+            return []
+        return super()._validate_response(request, reply)
 
     def _list_comments(self, args: dict[str, str]) -> Reply:
         rows = list(self.comments.values())

@@ -1,0 +1,171 @@
+"""`tickets sync`, `tickets ack [ID…]` (registered under `tickets`) and `report`.
+
+Plain functions, no Prefect: a sync with nothing new must answer within a second (the `intake`
+flow of `flows/` runs the same functions on a schedule, with a summary artifact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from gestan_release.commands import note, settings_from, warn
+
+
+def register_tickets(sub: Any) -> None:
+    """The `tickets sync` and `tickets ack` actions (called by commands/tickets.py)."""
+    p = sub.add_parser(
+        "sync",
+        help="take the triaged bug reports in from the forum, then acknowledge them",
+        description=(
+            "Read the discussions of the bug-report categories (FORUM_BUG_CATEGORIES) of the "
+            "Vanilla forum (FORUM_BASE_URL, FORUM_TOKEN of an administrator, to read the "
+            "reporters' e-mail addresses). A discussion tagged with a priority (FORUM_PRIORITY_"
+            "TAGS) becomes a ticket, or updates its priority; one without is listed 'à trier'. "
+            "Incremental and safe to interrupt: the next run goes on where this one stopped. "
+            "Then sends the acknowledgement mail of every new ticket (once), unless --no-ack."
+        ),
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="re-read every discussion (finds re-tags and deletions the incremental read misses)",
+    )
+    p.add_argument("--no-ack", action="store_true", help="take reports in, send no mail")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser(
+        "ack",
+        help="send the acknowledgement mail (once per ticket)",
+        description=(
+            "Send the 'prise en compte' mail (priority, what it means, planned delay) to the "
+            "reporter of each forum-tracked open ticket not yet acknowledged, or of the tickets "
+            "ID…, once, through SMTP or the Maildir outbox; mail one short update for a priority "
+            "raised since. Its Message-ID is stored so the 'fixed' mail threads under it."
+        ),
+    )
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="only these tickets")
+    p.set_defaults(func=cmd_ack)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="Gestan's promises measured, as one self-contained HTML page with charts",
+        description=(
+            "Per priority: open tickets and their age, time from acknowledgement to the first "
+            "release with the fix (median, p90); flash shipped in a U and 'always in the next "
+            "full version' kept or overridden; haute versions waited against '3 ou 4 en "
+            "moyenne'; normale/basse backlog; the trend over recent releases. One HTML file, "
+            "charts included (no network needed to open it)."
+        ),
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write it (default: <STATE_DIR>/reports/promesses-<date>.html)",
+    )
+    p.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only tickets acknowledged/reported and releases since DATE (YYYY-MM-DD)",
+    )
+    p.set_defaults(func=cmd_report)
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.intake_store import IntakeStore
+    from gestan_release.ledger import Ledger
+
+    settings = settings_from(args)
+    ensure_state_dir(settings)
+    assert settings.database_url is not None
+    return settings, IntakeStore(settings.database_url), Ledger(settings.database_url)
+
+
+def _print_ack(result: Any) -> int:
+    for tid, priority in result.acknowledged:
+        note(f"acknowledged #{tid} ({priority})")
+    for tid, old, new in result.raised:
+        note(f"#{tid}: priority raised {old} → {new}, update mailed")
+    for tid, why in result.refused:
+        warn(f"#{tid} not acknowledged: {why}")
+    for key, error in result.failed:
+        warn(f"{key} failed: {error}")
+    note(result.line())
+    return 1 if result.failed or result.refused else 0
+
+
+def run_ack(settings: Any, store: Any, ledger: Any, ids: list[int] | None) -> Any:
+    from gestan_release.acks import acknowledge
+    from gestan_release.channels import check_settings, close_all, senders_for
+
+    check_settings(settings)
+    senders = senders_for(settings)
+    try:
+        return acknowledge(settings, ledger, store, senders, ids)
+    finally:
+        close_all(senders)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from gestan_release.channels.forum_reader import ForumReader
+    from gestan_release.intake import sync
+
+    settings, store, ledger = _open(args)
+    with ForumReader.from_settings(settings) as reader:
+        summary = sync(settings, reader, store, full=True if args.full else None, progress=_tty)
+    for tid, old, new in summary.reprioritised:
+        note(f"#{tid}: priority {old} → {new}")
+    for tid, reason in summary.set_aside:
+        warn(f"#{tid} set aside: {reason}")
+    for tid, reason in summary.deleted:
+        warn(f"#{tid}: {reason}")
+    note(summary.line())
+    if args.no_ack:
+        return 0
+    return _print_ack(run_ack(settings, store, ledger, None))
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    settings, store, ledger = _open(args)
+    return _print_ack(run_ack(settings, store, ledger, args.ids or None))
+
+
+def _tty(message: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{message}", end="", file=sys.stderr, flush=True)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from gestan_release.errors import ConfigError
+    from gestan_release.promises import load_facts, measure
+    from gestan_release.report import write_report
+
+    since = None
+    if args.since:
+        try:
+            since = dt.date.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(
+                f"--since {args.since!r} is not a date: write it YYYY-MM-DD"
+            ) from None
+    settings = settings_from(args)
+    assert settings.state_dir is not None
+    now = dt.datetime.now(dt.UTC)
+    facts = load_facts(settings.database_url or "", since=since)
+    promises = measure(facts, now=now, settings=settings)
+    out = (
+        Path(args.out)
+        if args.out
+        else settings.state_dir / "reports" / (f"promesses-{now:%Y-%m-%d}.html")
+    )
+    write_report(promises, out)
+    note(f"report written to {out}")
+    print(out)
+    return 0
