@@ -152,3 +152,22 @@ def _num(value: float | None, digits: int = 1, unit: str = "") -> str:
         return "—"
     text = f"{value:.{digits}f}".replace(".", ",")
     return f"{text} {unit}".strip()
+
+
+def report_markdown(p: Promises, path: Path) -> str:
+    """The promises in brief, as markdown (the nightly flow's artifact)."""
+    from gestan_release.templating import render_template
+
+    return render_template("report_summary.md.j2", p=p, summary=p.summary(), path=path, num=_num)
+
+
+def nightly_report(settings: Any, now: Any = None) -> tuple[Path, str]:
+    """Write today's report under `<STATE_DIR>/reports/` and return it with its summary."""
+    import datetime as dt
+
+    from gestan_release.promises import load_facts, measure
+
+    now = now or dt.datetime.now(dt.UTC)
+    promises = measure(load_facts(settings.database_url), now=now, settings=settings)
+    out = write_report(promises, settings.state_dir / "reports" / f"promesses-{now:%Y-%m-%d}.html")
+    return out, report_markdown(promises, out)

@@ -45,6 +45,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "unreleased": {},
         "recommended_u": [],
     }
+    data["promises"] = promises_summary(settings)
     try:
         resolve_commit(repo, settings.main_branch)
         rng = resolve_range(repo, settings.main_branch, None, settings.tag_prefix)
@@ -74,6 +75,50 @@ def status(settings: Settings) -> dict[str, Any]:
     return data
 
 
+def promises_summary(settings: Settings) -> dict[str, Any]:
+    """Gestan's promises, kept / at risk / broken (the one-screen part of `status`)."""
+    import datetime as dt
+
+    from gestan_release.promises import load_facts, measure
+
+    facts = load_facts(settings.database_url or "")
+    return measure(facts, now=dt.datetime.now(dt.UTC), settings=settings).summary()
+
+
+def _render_promises(console: Any, promises: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    flash, haute = promises["flash"], promises["haute"]
+    table = Table(title="Promesses du support", title_justify="left")
+    for col in ("promesse", "tenues", "à risque", "rompues"):
+        table.add_column(col)
+    table.add_row(
+        "flash : toujours dans la version suivante",
+        f"{flash['kept']}"
+        + (f" (+{flash['overridden']} dérogation)" if flash["overridden"] else ""),
+        f"[yellow]{flash['at_risk']}[/]" if flash["at_risk"] else "0",
+        f"[bold red]{flash['broken']}[/]" if flash["broken"] else "0",
+    )
+    table.add_row(
+        "haute : 3 ou 4 versions en moyenne",
+        str(haute["kept"]),
+        f"[yellow]{haute['at_risk']}[/]" if haute["at_risk"] else "0",
+        f"[bold red]{haute['broken']}[/]" if haute["broken"] else "0",
+    )
+    console.print(table)
+    for t in flash["open_too_long"]:
+        hours = t["support_minutes"] / 60
+        console.print(
+            f"[bold red]flash #{t['id']} ouvert depuis {hours:.1f} h (heures de support)[/]: "
+            f"{t['title']}"
+        )
+    backlog = promises["backlog"]
+    console.print(
+        f"Reste à faire : {backlog.get('normale', 0)} normale, {backlog.get('basse', 0)} basse "
+        "(gestan-release report pour le détail)"
+    )
+
+
 def render_status(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -95,8 +140,11 @@ def render_status(data: dict[str, Any]) -> None:
         for d in data["undone"]:
             table.add_row(d["key"], d["state"], str(d["attempts"]), (d["error"] or "")[:80])
         console.print(table)
-        versions = sorted({d["version"] for d in data["undone"]})
-        console.print(f"→ gestan-release resume {' / '.join(versions)}")
+        versions = sorted({d["version"] for d in data["undone"]} - {"intake"})
+        if versions:
+            console.print(f"→ gestan-release resume {' / '.join(versions)}")
+        if any(d["version"] == "intake" for d in data["undone"]):
+            console.print("→ gestan-release tickets ack  (acknowledgements left undone)")
     if data["unreleased"]:
         table = Table(title="Corrigés sur main, pas encore publiés", title_justify="left")
         table.add_column("priorité")
@@ -104,6 +152,8 @@ def render_status(data: dict[str, Any]) -> None:
         for prio, items in data["unreleased"].items():
             table.add_row(prio, ", ".join(f"#{t['id']} {t['title']}" for t in items))
         console.print(table)
+    if data.get("promises"):
+        _render_promises(console, data["promises"])
     for rec in data["recommended_u"]:
         ids = ", ".join(f"#{t['id']} {t['title']}" for t in rec["tickets"])
         console.print(

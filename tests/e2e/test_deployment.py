@@ -100,7 +100,11 @@ def test_deploy_all_and_run_release_through_a_worker(prefect_server, tmp_path: P
     api = env["PREFECT_API_URL"]
     deployments = _api(api, "/deployments/filter", {})
     names = sorted(d["name"] for d in deployments)
-    assert names == ["hotfix", "nightly", "release", "resume"]
+    assert names == ["hotfix", "intake", "nightly", "release", "resume"]
+    intake = next(d for d in deployments if d["name"] == "intake")
+    crons = sorted((s["schedule"]["cron"], s["schedule"]["timezone"]) for s in intake["schedules"])
+    # Every 15 minutes, Monday-Saturday 8:00-19:00 Europe/Paris (the support's hours).
+    assert crons == [("*/15 8-18 * * 1-6", "Europe/Paris"), ("0 19 * * 1-6", "Europe/Paris")]
     nightly = next(d for d in deployments if d["name"] == "nightly")
     schedule = nightly["schedules"][0]["schedule"]
     assert schedule["cron"] == "30 2 * * 1-6"

@@ -359,6 +359,17 @@ def test_nightly_is_untagged_on_its_channel_and_numbered(sandbox: Sandbox) -> No
     plan = sandbox.ledger().release(first["version"]).plan
     assert plan["previous"] == "15.4.0" and plan["from_ref"] == "v15.4.0"
     assert {t["id"] for t in plan["changelog"]["tickets"]} == {101, 102, 103, 104, 105, 106}
+    # The nightly also measures the promises: the HTML report and its summary artifact.
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+
+    assert Path(second["report"]).is_file()
+    assert "<svg" in Path(second["report"]).read_text(encoding="utf-8")
+    with get_client(sync_client=True) as client:
+        keys = {a.key: a for a in client.read_latest_artifacts()}
+    assert "promesses" in keys
+    assert "| flash : toujours dans la version suivante |" in keys["promesses"].data
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""Take triaged bug reports in from the forum, then acknowledge them: the support's runbook every
+15 minutes of the support's hours (see prefect.yaml). Logic in `gestan_release.intake` / `.acks`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.utilities.annotations import quote
+
+from flows.common import OPTS, RETRY, load_settings
+from gestan_release.settings import Settings
+
+
+@task(name="sync", **OPTS, **RETRY)
+def sync_step(settings: Settings, full: bool) -> Any:
+    """Read the bug categories; a retry resumes after the last page written."""
+    from gestan_release.channels.forum_reader import ForumReader
+    from gestan_release.intake import sync
+    from gestan_release.intake_store import IntakeStore
+
+    store = IntakeStore(settings.database_url)
+    with ForumReader.from_settings(settings) as reader:
+        return sync(settings, reader, store, full=True if full else None, progress=_log)
+
+
+@task(name="acknowledge", **OPTS, **RETRY)
+def ack_step(settings: Settings) -> Any:
+    """One acknowledgement per new ticket, one update per raised priority, never twice."""
+    from gestan_release.commands.intake import run_ack
+    from gestan_release.intake_store import IntakeStore
+    from gestan_release.ledger import Ledger
+
+    url = settings.database_url
+    return run_ack(settings, IntakeStore(url), Ledger(url), None)
+
+
+def _log(message: str) -> None:
+    get_run_logger().debug(message)
+
+
+@flow(name="intake", description="Take triaged bug reports in from the forum; acknowledge them.")
+def intake(repo: str = ".", full: bool = False, ack: bool = True) -> dict[str, Any]:
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.intake import summary_markdown
+
+    settings = load_settings(repo)
+    ensure_state_dir(settings)
+    summary = sync_step(quote(settings), full)
+    acks = ack_step(quote(settings)) if ack else None
+    logger = get_run_logger()
+    logger.info(summary.line())
+    if acks is not None:
+        logger.info(acks.line())
+    text = summary_markdown(summary, acks)
+    create_markdown_artifact(text, key="intake", description="Signalements pris en compte")
+    return {
+        "summary": summary.line(),
+        "acks": acks.line() if acks else None,
+        "failed": [key for key, _ in acks.failed] if acks else [],
+        "markdown": text,
+    }
