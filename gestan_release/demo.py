@@ -1,5 +1,9 @@
 """`gestan-release demo`: a sandbox with a realistic history, then a full release and a U hotfix.
 
+Before the releases, the triaged reports of a built-in sandbox forum are taken in and acknowledged
+(`tickets sync`), so the "fixed" mails thread under the acknowledgements; after them, the
+promises report is written.
+
 The sandbox: Gestan 15.3 and 15.4 already released (tags), 15.4 U1 shipped from `release/15.4`
 with a flash fix that was also merged into main, a new flash fix waiting on `release/15.4`, and on
 `main` fixes of every priority (one reverted, one referencing a ticket the store does not know).
@@ -13,6 +17,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from gestan_release.errors import GestanReleaseError
 
@@ -223,6 +228,8 @@ def run_demo(directory: str | None) -> Path:
     TicketStore(settings.database_url).import_file(tickets_file)
     console.print(f"{len(TICKETS)} tickets imported from {tickets_file.name}")
 
+    acks_shown = run_intake(console, settings)
+
     console.rule("1. Full release from main (gestan-release release)")
     result = run_flow("release", repo=str(repo))
     console.print(f"[green]✓[/] {result['label']} released ({result['tag']})")
@@ -242,5 +249,48 @@ def run_demo(directory: str | None) -> Path:
         f"update store    {settings.updates_dir}   (gestan-release serve-updates --data …)"
     )
     console.print(f"ledger          {settings.database_url}")
+    report = demo_report(settings)
+    console.print(f"acknowledgements {acks_shown} mail(s) 'pris en compte' in the same Maildir")
+    console.print(f"promises report {report}   (open it in a browser; works offline)")
     console.print(f"next            gestan-release --repo {repo} status")
+    console.print(f"                gestan-release --repo {repo} tickets list --status a-trier")
     return repo
+
+
+def run_intake(console: Any, settings: Any) -> int:
+    """Take the sandbox forum's triaged reports in and acknowledge them (offline), as the
+    `intake` flow does every 15 minutes; returns how many acknowledgements went out."""
+    from gestan_release.channels.forum_reader import ForumReader
+    from gestan_release.commands.intake import run_ack
+    from gestan_release.intake import sync
+    from gestan_release.intake_store import IntakeStore
+    from gestan_release.ledger import Ledger
+    from gestan_release.sandbox_forum import BASE_URL, CATEGORY, TOKEN, SandboxForum
+    from gestan_release.settings import Secret
+
+    console.rule("0. Bug reports from the forum (gestan-release tickets sync)")
+    forum = settings.replace(
+        forum_base_url=BASE_URL,
+        forum_token=Secret(TOKEN),
+        forum_bug_categories=(CATEGORY[1],),
+    )
+    store = IntakeStore(settings.database_url)
+    reader = ForumReader(BASE_URL, TOKEN, transport=SandboxForum().transport())
+    with reader:
+        summary = sync(forum, reader, store)
+    console.print(f"[green]✓[/] {summary.line()} (a built-in sandbox forum, offline)")
+    for tid, reason in summary.set_aside:
+        console.print(f"  #{tid} set aside: {reason}")
+    result = run_ack(settings, store, Ledger(settings.database_url), None)
+    console.print(f"[green]✓[/] {result.line()}")
+    for tid, priority in result.acknowledged:
+        console.print(f"  #{tid} acknowledged ({priority})")
+    return len(result.acknowledged)
+
+
+def demo_report(settings: Any) -> Path:
+    """The promises report of the sandbox (`gestan-release report`)."""
+    from gestan_release.report import nightly_report
+
+    path, _ = nightly_report(settings)
+    return path
