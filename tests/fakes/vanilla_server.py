@@ -110,23 +110,28 @@ def html_page(method: str = "GET", path: str = ".*", status: int = 200) -> Scrip
     return Scripted(method, path, Reply(status, page, content_type="text/html; charset=utf-8"))
 
 
-def _range_match(expression: str, value: int) -> bool:
+def _range_predicate(expression: str) -> Callable[[int], bool]:
     """Vanilla's RangeExpression on integers: `>N`, `>=N`, `<N`, `<=N`, `=N`, `a..b`, CSV, N."""
     text = expression.strip()
-    for op in (">=", "<=", ">", "<", "="):
+    for op, test in (
+        (">=", lambda v, n: v >= n),
+        ("<=", lambda v, n: v <= n),
+        (">", lambda v, n: v > n),
+        ("<", lambda v, n: v < n),
+        ("=", lambda v, n: v == n),
+    ):
         if text.startswith(op):
             n = int(text[len(op) :])
-            return {
-                ">=": value >= n,
-                "<=": value <= n,
-                ">": value > n,
-                "<": value < n,
-                "=": value == n,
-            }[op]
+            return lambda v, test=test, n=n: test(v, n)
     if ".." in text:
         low, _, high = text.partition("..")
-        return (not low or value >= int(low)) and (not high or value <= int(high))
-    return value in {int(x) for x in text.split(",") if x.strip()}
+        return lambda v: (not low or v >= int(low)) and (not high or v <= int(high))
+    wanted = {int(x) for x in text.split(",") if x.strip()}
+    return wanted.__contains__
+
+
+def _range_match(expression: str, value: int) -> bool:
+    return _range_predicate(expression)(value)
 
 
 def _date_match(expression: str, value: str | None) -> bool:
@@ -484,7 +489,8 @@ class FakeVanilla(FakeHTTPServer):
         if "insertUserID" in args:
             rows = [r for r in rows if r["insertUserID"] == int(args["insertUserID"])]
         if "discussionID" in args:
-            rows = [r for r in rows if _range_match(args["discussionID"], r["discussionID"])]
+            keep = _range_predicate(args["discussionID"])
+            rows = [r for r in rows if keep(r["discussionID"])]
         for name in ("dateUpdated", "dateInserted"):
             if name in args:
                 rows = [r for r in rows if _date_match(args[name], r[name])]
@@ -521,7 +527,8 @@ class FakeVanilla(FakeHTTPServer):
     def _list_users(self, args: dict[str, str]) -> Reply:
         rows = sorted(self.users.values(), key=lambda u: u["userID"])
         if "userID" in args:
-            rows = [u for u in rows if _range_match(args["userID"], u["userID"])]
+            keep = _range_predicate(args["userID"])
+            rows = [u for u in rows if keep(u["userID"])]
         page = self._page(rows, args)
         return Reply(
             200, [self._user_view(u) for u in page], self._links("/users", args, len(rows))
