@@ -409,3 +409,50 @@ def test_validate_reporter_reasons():
     assert validate_reporter({"name": "A", "email": "a@example.com", "banned": 2}).endswith(
         "banned on the forum"
     )
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def _cli(args, monkeypatch, forum, repo, **env):
+    from gestan_release.cli import main
+
+    base = {
+        "GESTAN_RELEASE_FORUM_BASE_URL": forum.url,
+        "GESTAN_RELEASE_FORUM_TOKEN": TOKEN,
+        "GESTAN_RELEASE_FORUM_BUG_CATEGORIES": "signaler-un-bug",
+    }
+    for k, v in {**base, **env}.items():
+        monkeypatch.setenv(k, v)
+    return main(["--repo", str(repo), *args])
+
+
+def test_cli_sync_acks_lists_and_fails_in_one_line(tmp_path, monkeypatch, forum, capsys):
+    import json
+
+    repo = tmp_path / "cli"
+    repo.mkdir()
+    flash = report(forum, "Zoe facture bloquée", "flash")
+    triage = report(forum, "Marc question", "question")
+    assert _cli(["tickets", "sync"], monkeypatch, forum, repo) == 0
+    err = capsys.readouterr().err
+    assert f"acknowledged #{flash} (flash)" in err and "1 à trier" in err
+    assert (
+        _cli(
+            ["tickets", "list", "--status", "a-trier", "--format", "json"], monkeypatch, forum, repo
+        )
+        == 0
+    )
+    listed = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"]) for r in listed] == [(triage, "a-trier")]
+    assert _cli(["tickets", "ack", str(triage)], monkeypatch, forum, repo) == 1
+    assert "à trier on the forum" in capsys.readouterr().err
+    code = _cli(
+        ["tickets", "sync"],
+        monkeypatch,
+        forum,
+        repo,
+        GESTAN_RELEASE_FORUM_PRIORITY_TAGS="flash=rouge",
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "'rouge'" in err and "Traceback" not in err
