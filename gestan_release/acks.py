@@ -151,6 +151,7 @@ class AckResult:
     raised: list[tuple[int, str, str]] = field(default_factory=list)  # (id, old, new)
     refused: list[tuple[int, str]] = field(default_factory=list)  # asked by id, not sent: why
     already: list[int] = field(default_factory=list)
+    too_old: list[int] = field(default_factory=list)  # not automatic: reported too long ago
     failed: list[tuple[str, str]] = field(default_factory=list)
     step: Any = None
 
@@ -166,6 +167,11 @@ class AckResult:
             parts.append(f"{len(self.already)} already acknowledged")
         if self.refused:
             parts.append(f"{len(self.refused)} not acknowledgeable")
+        if self.too_old:
+            parts.append(
+                f"{len(self.too_old)} reported more than ACK_MAX_AGE_DAYS ago, not acknowledged "
+                "automatically (`tickets ack ID` sends one)"
+            )
         if self.failed:
             parts.append(f"{len(self.failed)} failed (run `gestan-release tickets ack` again)")
         return "ack: " + ", ".join(parts)
@@ -211,6 +217,11 @@ def acknowledge(
     reports = {r.discussion_id: r for r in store.reports_among(wanted)}
     acks = store.acks(wanted)
     due: list[Ticket] = []
+    oldest = None
+    if not explicit and settings.ack_max_age_days > 0:
+        import datetime as dt
+
+        oldest = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.ack_max_age_days)
     for tid in wanted:
         t = tickets.get(tid)
         if tid in acks or (t is not None and t.ack_message_id):
@@ -222,6 +233,10 @@ def acknowledge(
                 result.refused.append((tid, why))
             continue
         assert t is not None
+        reported = getattr(reports.get(tid), "date_inserted", None)
+        if oldest is not None and reported is not None and reported < oldest:
+            result.too_old.append(tid)
+            continue
         due.append(t)
     raising = [
         tickets_store.get_many([tid])[tid]

@@ -450,11 +450,12 @@ class _CategorySync:
 
     def write(self, rows: list[dict[str, Any]], advance: bool, full_scan: bool = False) -> None:
         """Classify one page and write it with the cursor that marks it done."""
-        from gestan_release.intake_store import A_TRIER, ECARTE
+        from gestan_release.intake_store import A_TRIER, ECARTE, TICKET
 
         summary, cursor = self.summary, self.cursor
         page_ids = [r["discussionID"] for r in rows if isinstance(r.get("discussionID"), int)]
-        owned = _owned(self.store, page_ids)
+        before = {r.discussion_id: r for r in self.store.reports_among(page_ids)}
+        owned = {i for i, r in before.items() if r.state == TICKET}
         existing = self.tickets.get_many(page_ids)
         # Reporters are only needed for tagged discussions (à trier ones get no mail).
         users = self.reader.users(
@@ -474,9 +475,12 @@ class _CategorySync:
             self.seen.add(report.discussion_id)
             if ticket is not None:
                 to_write.append(ticket)
-            if report.state == A_TRIER:
+            # Counted when it changes: a full scan does not report again what is known.
+            known = before.get(report.discussion_id)
+            changed = known is None or (known.state, known.reason) != (report.state, report.reason)
+            if report.state == A_TRIER and changed:
                 summary.a_trier += 1
-            elif report.state == ECARTE:
+            elif report.state == ECARTE and changed:
                 summary.set_aside.append((report.discussion_id, report.reason or ""))
             for d in (report.date_updated, report.date_inserted):
                 if d is not None and (self.newest is None or d > self.newest):
@@ -492,12 +496,6 @@ class _CategorySync:
         summary.new += out.new
         summary.updated += out.updated
         summary.reprioritised.extend(out.reprioritised)
-
-
-def _owned(store: Any, ids: list[int]) -> set[int]:
-    from gestan_release.intake_store import TICKET
-
-    return {r.discussion_id for r in store.reports_among(ids) if r.state == TICKET}
 
 
 def summary_markdown(summary: SyncSummary, acks: Any | None = None) -> str:

@@ -117,6 +117,9 @@ class Settings:
     forum_full_sync_hours: int = 24
     # Support hours (Europe/Paris), in which an open flash ticket ages; `status` flags one open
     # longer than FLASH_ALERT_MINUTES of them.
+    # Automatic acknowledgements skip reports older than this (days; 0 = no limit): the first
+    # sync of a forum with a history must not mail every reporter of the past years.
+    ack_max_age_days: int = 14
     support_hours: tuple[str, ...] = ("mon-sat 08:00-19:00",)
     flash_alert_minutes: int = 60
 

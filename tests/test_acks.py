@@ -40,7 +40,9 @@ class Box:
         self.tickets = TicketStore(self.url)
         self.ledger = Ledger(self.url)
 
-    def forum_ticket(self, tid: int, priority: str, email_: str = "zoe@example.com") -> Ticket:
+    def forum_ticket(
+        self, tid: int, priority: str, email_: str = "zoe@example.com", reported=None
+    ) -> Ticket:
         ticket = Ticket(
             tid,
             f"Plantage n°{tid} <b>gras</b>",
@@ -57,6 +59,7 @@ class Box:
             insert_user_id=5,
             state=TICKET,
             priority=ticket.priority,
+            date_inserted=reported,
         )
         self.store.write_page([report], [ticket])
         return ticket
@@ -289,3 +292,15 @@ def test_forum_reply_once_when_asked(tmp_path):
     text = posts[0].read_text(encoding="utf-8")
     assert "priorité **flash**" in text and "zoe@example.com" not in text
     assert box.ledger.delivery("ack-forum:3226").state == "done"
+
+
+def test_reports_older_than_ack_max_age_days_are_not_acknowledged_automatically(box):
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    box.forum_ticket(1, "haute", reported=now - dt.timedelta(days=400))  # from the forum's past
+    box.forum_ticket(2, "haute", reported=now - dt.timedelta(days=2))
+    result = box.ack()
+    assert result.acknowledged == [(2, "haute")] and result.too_old == [1]
+    assert "ACK_MAX_AGE_DAYS" in result.line()
+    assert box.ack([1]).acknowledged == [(1, "haute")]  # by hand, it goes
