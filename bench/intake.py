@@ -104,7 +104,15 @@ def floor(url: str) -> float:
     return time.perf_counter() - start
 
 
-def cli(args: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, list[float]] = {"sync": [], "resync": [], "report": []}
+
+
+def cli(args: list[str], env: dict[str, str], cpu_key: str | None = None) -> float:
+    """Wall time of one whole `gestan-release` process (its CPU time goes to CPU[cpu_key]:
+    steadier than wall time on a shared, loaded machine; the targets are on wall time)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "gestan_release.cli", *args],
@@ -114,6 +122,9 @@ def cli(args: list[str], env: dict[str, str]) -> float:
         check=False,
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu_key:
+        CPU[cpu_key].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"gestan-release {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
     return elapsed
@@ -272,16 +283,13 @@ def main(argv: list[str] | None = None) -> int:
                 repo.mkdir()
                 env = base_env | {"GESTAN_RELEASE_STATE_DIR": str(repo / "state")}
                 results["floor"].append(floor(url))
-                results["sync"].append(
-                    cli(["--repo", str(repo), "tickets", "sync", "--no-ack"], env)
-                )
-                results["resync"].append(
-                    cli(["--repo", str(repo), "tickets", "sync", "--no-ack"], env)
-                )
+                sync_args = ["--repo", str(repo), "tickets", "sync", "--no-ack"]
+                results["sync"].append(cli(sync_args, env, "sync"))
+                results["resync"].append(cli(sync_args, env, "resync"))
                 report_env = base_env | {"GESTAN_RELEASE_DATABASE_URL": ledger_url}
                 out = Path(tmp) / f"report-{n}.html"
                 results["report"].append(
-                    cli(["--repo", str(repo), "report", "--out", str(out)], report_env)
+                    cli(["--repo", str(repo), "report", "--out", str(out)], report_env, "report")
                 )
                 print(
                     f"round {n}: floor {results['floor'][-1]:.2f} s, sync "
@@ -303,10 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     ratio = statistics.median(s / f for s, f in zip(results["sync"], results["floor"], strict=True))
     print(f"\nmedians of {args.runs} rounds:")
     print(f"  (a) floor (bare httpx, same pages)   {med['floor']:7.2f} s")
-    print(f"  (b) tickets sync, 10k, whole process {med['sync']:7.2f} s   = {ratio:.2f} x floor")
+    print(f"  (b) tickets sync, whole process      {med['sync']:7.2f} s   = {ratio:.2f} x floor")
     print(f"  (c) re-sync, nothing new             {med['resync']:7.2f} s")
     print(
         f"  (d) report, {args.tickets:,} tickets / {args.releases} releases {med['report']:7.2f} s"
+    )
+    cpu = {k: statistics.median(v) for k, v in CPU.items() if v}
+    print(
+        f"  CPU (user+sys, medians): sync {cpu['sync']:.2f} s, re-sync {cpu['resync']:.2f} s, "
+        f"report {cpu['report']:.2f} s; load average {os.getloadavg()[0]:.1f}"
     )
     failed = False
     for key, label in (("sync", "sync"), ("resync", "re-sync"), ("report", "report")):
@@ -318,7 +331,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(ratio to target {med[key] / target:.2f})"
         )
     if args.json:
-        data = {"runs": results, "medians": med, "sync_over_floor": ratio, "targets": TARGETS}
+        data = {
+            "runs": results,
+            "medians": med,
+            "cpu": CPU,
+            "sync_over_floor": ratio,
+            "targets": TARGETS,
+        }
         text = json.dumps(data, indent=2)
         if args.json == "-":
             print(text)

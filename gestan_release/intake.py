@@ -142,7 +142,8 @@ def _date(value: Any, name: str) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidField(f"{name} {value[:40]!r} is not an ISO date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    # Stored in UTC: SQLite keeps no offset.
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _one_line(text: str) -> str:

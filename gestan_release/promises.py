@@ -71,47 +71,74 @@ def _aware(value: Any) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def load_facts(database_url: str, since: dt.date | None = None) -> Facts:
-    """Everything the measures need, in a few queries (no ORM objects: 10,000 tickets load in a
-    fraction of a second). A database that does not exist yet gives empty facts."""
+_TICKETS_SQL = """
+SELECT t.id, t.priority, t.status, t.created_at, t.title, f.date_inserted, a.acked_at
+FROM tickets t
+LEFT JOIN forum_reports f ON f.discussion_id = t.id
+LEFT JOIN ticket_acks a ON a.ticket_id = t.id
+"""
+_RELEASES_SQL = """
+SELECT version, kind, label, started_at, finished_at FROM releases
+WHERE state = 'released' AND kind IN ('full', 'u')
+"""
+_MEMBERS_SQL = "SELECT version, ticket_id FROM release_tickets"
+_OVERRIDES_SQL = "SELECT version, ticket_id, reason FROM overrides"
+
+
+def _rows_sqlite(path: Any) -> list[list[Any]] | None:
+    """The four queries on a SQLite file with the stdlib (read-only: SQLAlchemy's import alone
+    costs half a second); None when the schema is not there yet."""
+    import sqlite3
+
+    from gestan_release.sqlitewait import retry_while_locked
+
+    connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    try:
+        retry_while_locked(lambda: connection.execute("SELECT 1 FROM sqlite_master LIMIT 1"))
+        return [
+            connection.execute(sql).fetchall()
+            for sql in (_TICKETS_SQL, _RELEASES_SQL, _MEMBERS_SQL, _OVERRIDES_SQL)
+        ]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    finally:
+        connection.close()
+
+
+def _rows_sqlalchemy(database_url: str) -> list[list[Any]]:
     import sqlalchemy as sa
 
     from gestan_release import db
-    from gestan_release.db import TicketRecord
-    from gestan_release.intake_store import ForumReportRecord, TicketAckRecord
-    from gestan_release.ledger import OverrideRecord, ReleaseRecord, ReleaseTicketRecord
 
-    path = db.sqlite_file(database_url)
-    if path is not None and not path.exists():
-        return Facts((), ())
     db.upgrade(database_url)
-    engine = db.engine_for(database_url)
-    t, f, a = TicketRecord.__table__, ForumReportRecord.__table__, TicketAckRecord.__table__
-    r, rt, o = ReleaseRecord.__table__, ReleaseTicketRecord.__table__, OverrideRecord.__table__
+    with db.engine_for(database_url).connect() as conn:
+        return [
+            list(conn.execute(sa.text(sql)).all())
+            for sql in (_TICKETS_SQL, _RELEASES_SQL, _MEMBERS_SQL, _OVERRIDES_SQL)
+        ]
+
+
+def load_facts(database_url: str, since: dt.date | None = None) -> Facts:
+    """Everything the measures need, in four queries (10,000 tickets load in a fraction of a
+    second). Reading never creates anything: a missing database, or one from before the intake,
+    gives empty facts."""
+    from gestan_release.tickets import _plain_sqlite_file
+
+    path = _plain_sqlite_file(database_url)
+    if path is not None:
+        if not path.is_file():
+            return Facts((), ())
+        rows = _rows_sqlite(path)
+        if rows is None:
+            return Facts((), ())
+    else:
+        rows = _rows_sqlalchemy(database_url)
+    ticket_rows, releases, members, overrides = rows
     start = dt.datetime.combine(since, dt.time(), dt.UTC) if since else None
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                t.c.id,
-                t.c.priority,
-                t.c.status,
-                t.c.created_at,
-                t.c.title,
-                f.c.date_inserted,
-                a.c.acked_at,
-            ).select_from(
-                t.outerjoin(f, f.c.discussion_id == t.c.id).outerjoin(a, a.c.ticket_id == t.c.id)
-            )
-        ).all()
-        releases = conn.execute(
-            sa.select(r.c.version, r.c.kind, r.c.label, r.c.started_at, r.c.finished_at).where(
-                r.c.state == "released", r.c.kind.in_(("full", "u"))
-            )
-        ).all()
-        members = conn.execute(sa.select(rt.c.version, rt.c.ticket_id)).all()
-        overrides = conn.execute(sa.select(o.c.version, o.c.ticket_id, o.c.reason)).all()
     tickets = []
-    for tid, prio, status, created, title, inserted, acked in rows:
+    for tid, prio, status, created, title, inserted, acked in ticket_rows:
         reported = _aware(inserted) or _aware(created)
         assert reported is not None
         acked_at = _aware(acked)
