@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.utilities.annotations import quote
 
 from flows.common import OPTS, RETRY, load_settings
+from gestan_release.errors import DeliveryError
 from gestan_release.settings import Settings
 
 
@@ -55,6 +56,9 @@ def intake(repo: str = ".", full: bool = False, ack: bool = True) -> dict[str, A
         logger.info(acks.line())
     text = summary_markdown(summary, acks)
     create_markdown_artifact(text, key="intake", description="Signalements pris en compte")
+    if acks is not None and acks.failed:
+        # Recorded in the ledger; the next run (or `gestan-release tickets ack`) sends them.
+        raise DeliveryError(f"{acks.line()}; the next run sends what failed, once")
     return {
         "summary": summary.line(),
         "acks": acks.line() if acks else None,

@@ -238,11 +238,8 @@ def acknowledge(
             result.too_old.append(tid)
             continue
         due.append(t)
-    raising = [
-        tickets_store.get_many([tid])[tid]
-        for tid in store.raise_candidates()
-        if not explicit or tid in set(wanted)
-    ]
+    raised_ids = [t for t in store.raise_candidates() if not explicit or t in set(wanted)]
+    raising = list(tickets_store.get_many(raised_ids).values())
     all_acks = store.acks([t.id for t in raising]) if raising else {}
     if not due and not raising:
         return result

@@ -25,7 +25,7 @@ _FIELDS_HELP = (
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "tickets",
-        help="import, add, list and show the tickets releases fix",
+        help="import, add, list, show; take in from the forum (sync) and acknowledge (ack)",
         description="The ticket store (DATABASE_URL): the bugs releases fix and who reported them.",
     )
     sub = parser.add_subparsers(dest="tickets_command", metavar="ACTION", required=True)
