@@ -1,4 +1,5 @@
-"""The release ledger on a real SQLite file: releases, tickets, overrides, deliveries, the lock."""
+"""The release ledger on a real SQLite file and on PostgreSQL: releases, tickets, overrides,
+deliveries, the lock."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from gestan_release.ledger import (
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Ledger:
-    return Ledger(f"sqlite:///{tmp_path / 'gestan.db'}")
+def ledger(database_url: str) -> Ledger:
+    return Ledger(database_url)
 
 
 def start(ledger: Ledger, version: str = "15.4.1", kind: str = "u") -> None:
@@ -136,10 +137,7 @@ def test_lock_of_a_dead_process_is_taken_over(ledger: Ledger) -> None:
     assert ledger.acquire("repo:/r") == f"{socket.gethostname()}:{os.getpid()}"
 
 
-def test_mark_sending_many_records_a_batch_in_one_go(tmp_path) -> None:
-    from gestan_release.ledger import SENDING, Ledger
-
-    ledger = Ledger(f"sqlite:///{tmp_path / 'batch.db'}")
+def test_mark_sending_many_records_a_batch_in_one_go(ledger: Ledger) -> None:
     ledger.start_release(
         version="15.4.1",
         kind="u",
