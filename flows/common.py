@@ -165,17 +165,38 @@ def _artifact_key(plan: Plan, what: str) -> str:
     return f"{what}-{plan.version}".replace(".", "-").lower()
 
 
-def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
+def lock_name(settings: Settings) -> str:
+    """One lock per Gestan repository: its REPO_URL when workers clone it (each worker's cache
+    path differs), else its path."""
+    return f"repo:{settings.repo_url or settings.repo}"
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
     """The side-effect half of a release, top to bottom like the runbook. Ends with a summary
-    artifact; raises ReleaseError (the flow ends Failed) when something is left to do."""
+    artifact; raises ReleaseError (the flow ends Failed) when something is left to do. With
+    `lock`, each step first checks that the lock is still held (its lease renewed)."""
     from gestan_release.channels import close_all, senders_for
     from gestan_release.ledger import Ledger
+
+    def held() -> None:
+        if lock is not None:
+            lock.ensure_held()
 
     logger = get_run_logger()
     ledger = Ledger(settings.database_url)
     pipeline.record_start(ledger, plan)
+    # A crash from here on is resumed by the id of this flow run (prefect.yaml's automation).
+    ledger.set_flow_run(plan.version, _flow_run_id())
     results: list[StepResult] = []
     try:
+        held()
         commit, git_result = git_step(quote(settings), quote(ledger), quote(plan))
         results.append(git_result)
         artifacts, build_result = build_step(quote(settings), quote(ledger), quote(plan), commit)
@@ -192,24 +213,29 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
             f"{plan.label} stopped before publishing: {exc}. Fix it, then run "
             f"`gestan-release resume {plan.version}` to finish it."
         ) from exc
+    held()
     results.append(
         publish_step(quote(settings), quote(ledger), quote(plan), quote(artifacts), None)
     )
     if plan.kind != "nightly":
         senders = senders_for(settings)
         try:
+            held()
             results.append(
                 announce_step(quote(settings), quote(ledger), quote(plan), quote(senders))
             )
+            held()
             topic_url, forum_result = forum_step(
                 quote(settings), quote(ledger), quote(plan), quote(senders)
             )
             results.append(forum_result)
+            held()
             results.append(
                 mail_step(quote(settings), quote(ledger), quote(plan), quote(senders), topic_url)
             )
         finally:
             close_all(senders)
+        held()
         results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
     for r in results:
         logger.info(r.line())
@@ -286,31 +312,46 @@ def cut(
 
     ensure_state_dir(settings)
     ledger = Ledger(settings.database_url)
-    lock = f"repo:{settings.repo}"
-    holder = ledger.acquire(lock, wait=settings.lock_wait)
-    try:
+    with ledger.lock(
+        lock_name(settings), wait=settings.lock_wait, lease=settings.lock_lease
+    ) as lock:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
         guard(quote(settings), quote(plan))
-        return ship(settings, plan)
-    finally:
-        ledger.release_lock(lock, holder)
+        return ship(settings, plan, lock)
 
 
-def resume_release(repo: str, version: str) -> dict[str, Any]:
-    """Finish what a release left undone, from the plan recorded in the ledger."""
+def resume_release(
+    repo: str, version: str | None, crashed_flow_run: str | None = None
+) -> dict[str, Any]:
+    """Finish what a release left undone, from the plan recorded in the ledger. Without a
+    version, the release that the flow run `crashed_flow_run` was working on (the automation of
+    prefect.yaml passes the id of a crashed run)."""
+    from gestan_release.db import display_url
     from gestan_release.ledger import Ledger
 
     settings = load_settings(repo)
+    if not version and not crashed_flow_run:
+        raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
     ledger = Ledger.existing(settings.database_url)
+    if not version:
+        assert crashed_flow_run is not None
+        known = ledger.release_of_flow_run(crashed_flow_run) if ledger is not None else None
+        if known is None:
+            # It crashed before its first side effect: there is nothing to finish.
+            text = (
+                f"Flow run {crashed_flow_run} recorded no release before it stopped: nothing "
+                f"was done, nothing to resume.\n"
+            )
+            get_run_logger().info(text.strip())
+            return {"version": None, "summary": text}
+        version = known.version
     known = ledger.release(version) if ledger is not None else None
     if ledger is None or known is None:
         raise ReleaseError(
-            f"no release {version} in the ledger ({settings.database_url}): nothing to resume; "
-            f"`gestan-release status` lists the releases"
+            f"no release {version} in the ledger ({display_url(settings.database_url)}): nothing "
+            f"to resume; `gestan-release status` lists the releases"
         )
-    lock = f"repo:{settings.repo}"
-    holder = ledger.acquire(lock, wait=settings.lock_wait)
-    try:
-        return ship(settings, Plan.from_json(known.plan))
-    finally:
-        ledger.release_lock(lock, holder)
+    with ledger.lock(
+        lock_name(settings), wait=settings.lock_wait, lease=settings.lock_lease
+    ) as lock:
+        return ship(settings, Plan.from_json(known.plan), lock)
