@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -44,11 +47,11 @@ OPTS = {"cache_policy": NO_CACHE, "persist_result": False}
 # the steps themselves on big releases.
 
 
-def load_settings(repo: str) -> Settings:
+def load_settings(repo: str | Path, **overrides: Any) -> Settings:
     """Settings of `repo`; secrets not in the environment come from Prefect Secret blocks
     named `gestan-release-<name>` (e.g. `gestan-release-x-bearer-token`) when a Prefect API is
     configured."""
-    settings = load(repo)
+    settings = load(repo, **overrides)
     if not os.environ.get("PREFECT_API_URL"):
         return settings
     updates: dict[str, Secret] = {}
@@ -58,6 +61,26 @@ def load_settings(repo: str) -> Settings:
             if value:
                 updates[f.name] = Secret(value)
     return settings.replace(**updates) if updates else settings
+
+
+@contextmanager
+def workspace(repo: str) -> Iterator[Settings]:
+    """The settings of the run, and its repository: with REPO_URL (stateless workers), the clone
+    in this worker's cache, fetched now; REMOTE then defaults to it. Else `repo` as it is."""
+    settings = load_settings(repo)
+    if not settings.repo_url:
+        yield settings
+        return
+    from gestan_release.repocache import checkout
+
+    with checkout(settings.repo_url, settings.cache_dir, settings.main_branch) as path:
+        get_run_logger().info(f"repository fetched from REPO_URL into {path}")
+        yield load_settings(
+            path,
+            repo_url=settings.repo_url,
+            cache_dir=settings.cache_dir,
+            remote=settings.remote or "origin",
+        )
 
 
 def _secret_block(name: str) -> str | None:
@@ -293,12 +316,23 @@ def cut(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """preflight → plan → guard → (dry run | ship), under the repository's lock."""
-    from gestan_release.ledger import Ledger
-
-    settings = load_settings(repo)
     if allow_missing and not reason:
         raise ReleaseError("--allow-missing needs --reason: say why the fix may be left out")
     overrides = {int(t): reason or "" for t in allow_missing or ()}
+    with workspace(repo) as settings:
+        return _cut(settings, kind, ref, bump, dry_run, overrides)
+
+
+def _cut(
+    settings: Settings,
+    kind: str,
+    ref: str | None,
+    bump: str,
+    dry_run: bool,
+    overrides: dict[int, str],
+) -> dict[str, Any]:
+    from gestan_release.ledger import Ledger
+
     branch = preflight(quote(settings), kind, ref)
     if dry_run:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
@@ -326,12 +360,18 @@ def resume_release(
     """Finish what a release left undone, from the plan recorded in the ledger. Without a
     version, the release that the flow run `crashed_flow_run` was working on (the automation of
     prefect.yaml passes the id of a crashed run)."""
+    if not version and not crashed_flow_run:
+        raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
+    with workspace(repo) as settings:
+        return _resume(settings, version, crashed_flow_run)
+
+
+def _resume(
+    settings: Settings, version: str | None, crashed_flow_run: str | None
+) -> dict[str, Any]:
     from gestan_release.db import display_url
     from gestan_release.ledger import Ledger
 
-    settings = load_settings(repo)
-    if not version and not crashed_flow_run:
-        raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
     ledger = Ledger.existing(settings.database_url)
     if not version:
         assert crashed_flow_run is not None

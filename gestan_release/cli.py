@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "gestan_release.commands.releases",
     "gestan_release.updates.cli",
     "gestan_release.commands.channels",
+    "gestan_release.commands.workers",
 )
 
 

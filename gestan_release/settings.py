@@ -220,3 +220,21 @@ def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides:
     return settings.replace(
         state_dir=state, outbox_dir=outbox, updates_signing_key=key, database_url=db
     )
+
+
+def sources(repo: str | Path = ".", env: dict[str, str] | None = None) -> dict[str, str]:
+    """Where `load` takes each setting from: `env` (GESTAN_RELEASE_<NAME>), `toml` or
+    `default` (`gestan-release doctor` shows it; Secret blocks are looked up by the flows)."""
+    env = os.environ if env is None else env
+    toml = _read_toml(Path(repo).expanduser().resolve() / TOML_NAME)
+    found = {}
+    for f in fields(Settings):
+        if f.name == "repo":
+            continue
+        if ENV_PREFIX + f.name.upper() in env:
+            found[f.name] = "env"
+        elif f.name in toml:
+            found[f.name] = "toml"
+        else:
+            found[f.name] = "default"
+    return found

@@ -293,7 +293,9 @@ def test_two_runs_started_at_once_cut_the_version_once(
     git_repo.commit("Gestan 15.4")
     git_repo.tag("v15.4.0")
     git_repo.commit("Relances (#102)")
-    (git_repo.path / "gestan-release.toml").write_text(f'database_url = "{database_url}"\n')
+    (git_repo.path / "gestan-release.toml").write_text(
+        f'database_url = "{database_url}"\nallow_outbox = true\n'
+    )
     git_repo.git("add", "gestan-release.toml")
     git_repo.git("commit", "-q", "-m", "settings")
     db.upgrade(database_url)
