@@ -180,8 +180,46 @@ def _raise_transient(result: StepResult) -> StepResult:
 
 
 def _progress() -> Any:
-    logger = get_run_logger()
-    return logger.info
+    """Milestones of the long steps (mails, forum replies) as log lines and Prefect progress
+    artifacts."""
+    from gestan_release.cockpit import report_with_artifacts
+
+    return report_with_artifacts(get_run_logger().info)
+
+
+def _approval_gate(settings: Settings, ledger: Any, plan: Plan) -> None:
+    """APPROVAL=required: nothing ships before someone approves (once per release, recorded in
+    the ledger, so a resumed release is not asked again, and one never approved always is). A
+    rejection or a timeout ends the run with nothing shipped, and the release is forgotten so
+    that the next run plans it afresh."""
+    from gestan_release.cockpit import ask_approval
+
+    key = f"approval:{plan.version}"
+    known = ledger.delivery(key)
+    if known is not None and known.finished:
+        return
+    try:
+        who = ask_approval(settings, plan)
+    except ReleaseError:
+        ledger.forget_release(plan.version)
+        raise
+    ledger.mark_sending(key, plan.version, "approval")
+    ledger.mark_done(key, f"approved by {who}")
+    get_run_logger().info(f"{plan.label} approved by {who}")
+
+
+def _published(ledger: Any, plan: Plan) -> None:
+    """One `gestan.release.published` event per released version (recorded in the ledger; a
+    repeat after a crash carries the same event id)."""
+    from gestan_release.cockpit import PUBLISHED_EVENT, emit_published
+
+    key = f"event:{plan.version}"
+    known = ledger.delivery(key)
+    if known is not None and known.finished:
+        return
+    ledger.mark_sending(key, plan.version, "event")
+    ledger.mark_done(key, emit_published(plan))
+    get_run_logger().info(f"{PUBLISHED_EVENT} emitted for {plan.label}")
 
 
 def _artifact_key(plan: Plan, what: str) -> str:
@@ -217,6 +255,8 @@ def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
     pipeline.record_start(ledger, plan)
     # A crash from here on is resumed by the id of this flow run (prefect.yaml's automation).
     ledger.set_flow_run(plan.version, _flow_run_id())
+    if settings.approval == "required" and plan.kind != "nightly":
+        _approval_gate(settings, ledger, plan)
     results: list[StepResult] = []
     try:
         held()
@@ -263,6 +303,8 @@ def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
     for r in results:
         logger.info(r.line())
     complete, text = pipeline.summary(ledger, plan, results)
+    if complete:
+        _published(ledger, plan)
     ledger.finish_release(plan.version, complete)
     create_markdown_artifact(
         text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
@@ -372,26 +414,64 @@ def _resume(
     from gestan_release.db import display_url
     from gestan_release.ledger import Ledger
 
+    logger = get_run_logger()
+    if crashed_flow_run and not version:
+        return _resume_crashed(settings, crashed_flow_run)
     ledger = Ledger.existing(settings.database_url)
-    if not version:
-        assert crashed_flow_run is not None
-        known = ledger.release_of_flow_run(crashed_flow_run) if ledger is not None else None
-        if known is None:
-            # It crashed before its first side effect: there is nothing to finish.
-            text = (
-                f"Flow run {crashed_flow_run} recorded no release before it stopped: nothing "
-                f"was done, nothing to resume.\n"
-            )
-            get_run_logger().info(text.strip())
-            return {"version": None, "summary": text}
-        version = known.version
-    known = ledger.release(version) if ledger is not None else None
+    known = ledger.release(version) if ledger is not None and version else None
     if ledger is None or known is None:
         raise ReleaseError(
             f"no release {version} in the ledger ({display_url(settings.database_url)}): nothing "
             f"to resume; `gestan-release status` lists the releases"
         )
+    logger.info(f"resuming {known.label}: what is done is skipped")
     with ledger.lock(
         lock_name(settings), wait=settings.lock_wait, lease=settings.lock_lease
     ) as lock:
+        return ship(settings, Plan.from_json(known.plan), lock)
+
+
+def _resume_crashed(settings: Settings, reference: str) -> dict[str, Any]:
+    """Finish the release of a flow run that crashed or went silent (prefect.yaml's triggers).
+
+    The release lock is the truth about whether that run is gone: its lease is renewed while its
+    process lives. So take the lock first (waiting out one lease), and only then mark a silent
+    run `Lost` and finish its release; a run still renewing the lock is left alone."""
+    from gestan_release import prefect_support as ps
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.ledger import Ledger
+
+    logger = get_run_logger()
+    run_id = ps.flow_run_id_of(reference)
+    state = ps.flow_run_state(run_id)
+    ensure_state_dir(settings)
+    ledger = Ledger(settings.database_url)
+    wait = max(settings.lock_wait, settings.lock_lease * 1.5)
+    try:
+        lock = ledger.lock(lock_name(settings), wait=wait, lease=settings.lock_lease).acquire()
+    except ReleaseError:
+        if state in ("RUNNING", "PAUSED"):
+            text = (
+                f"Flow run {run_id} is {state.lower()} and still renews the release lock: it is "
+                f"alive, nothing to resume.\n"
+            )
+            logger.info(text.strip())
+            return {"version": None, "summary": text}
+        raise
+    with lock:  # already taken: entering starts its heartbeat
+        if state in ("RUNNING", "PAUSED", "PENDING"):
+            ps.mark_lost(
+                run_id,
+                f"no heartbeat and its release lock expired: finished by flow run "
+                f"{_flow_run_id() or '(outside Prefect)'}",
+            )
+        known = ledger.release_of_flow_run(run_id)
+        if known is None:
+            text = (
+                f"Flow run {run_id} recorded no release before it stopped: nothing was done, "
+                f"nothing to resume.\n"
+            )
+            logger.info(text.strip())
+            return {"version": None, "summary": text}
+        logger.info(f"flow run {run_id} stopped during {known.label}: finishing it")
         return ship(settings, Plan.from_json(known.plan), lock)

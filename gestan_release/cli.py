@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "gestan_release.updates.cli",
     "gestan_release.commands.channels",
     "gestan_release.commands.workers",
+    "gestan_release.commands.cockpit",
 )
 
 

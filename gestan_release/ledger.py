@@ -302,6 +302,25 @@ class Ledger:
                 )
             return _release(row)
 
+    def forget_release(self, version: str) -> bool:
+        """Remove a release that did nothing yet (rejected at the approval gate), so that the
+        next run plans it afresh; refused (False) once any of its side effects happened."""
+        with self._session() as s:
+            row = s.get(ReleaseRecord, version)
+            if row is None:
+                return True
+            done = s.scalars(
+                sa.select(DeliveryRecord.key).where(
+                    DeliveryRecord.version == version, DeliveryRecord.state.in_(FINISHED)
+                )
+            ).first()
+            if done is not None:
+                return False
+            for model in (DeliveryRecord, ReleaseTicketRecord, OverrideRecord):
+                s.execute(sa.delete(model).where(model.version == version))
+            s.delete(row)
+            return True
+
     def set_commit(self, version: str, commit_sha: str) -> None:
         with self._session() as s:
             row = s.get(ReleaseRecord, version)
