@@ -228,16 +228,31 @@ def ask_approval(settings: Any, plan: Any, *, now: Callable[[], datetime] | None
             key=approval_key(plan.version),
         )
     except FlowPauseTimeout:
-        raise ReleaseError(
+        message = (
             f"{plan.label} was not approved within {timeout} s (APPROVAL_TIMEOUT): nothing was "
             f"shipped; run it again when someone can answer"
-        ) from None
+        )
+        _fail_run_with(message)
+        raise ReleaseError(message) from None
     who = answer.by.strip() or "the Prefect UI"
     if not answer.approve:
         raise ReleaseError(
             f"{plan.label} was rejected by {who}: {answer.reason.strip()}. Nothing was shipped"
         )
     return who
+
+
+def _fail_run_with(message: str) -> None:
+    """Prefect fails a run whose pause timed out with its own words ("never resumed"); say
+    ours instead, so that the UI and the terminal tell what happened and what to do."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Failed
+
+    run_id = flow_run.get_id()
+    if run_id:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Failed(message=message), force=True)
 
 
 def _poll_interval(timeout: int) -> int:
