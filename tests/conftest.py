@@ -200,6 +200,13 @@ def _empty_tables(url: str) -> None:
         connection.execute(sa.text(f"TRUNCATE {names} CASCADE"))
 
 
+@pytest.fixture
+def pg_database_url(pg_session_url: str) -> str:
+    """The session's PostgreSQL database with every table emptied (PostgreSQL-only tests)."""
+    _empty_tables(pg_session_url)
+    return pg_session_url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A clean database for one test: a SQLite file, or the session's PostgreSQL database with

@@ -232,6 +232,11 @@ def test_a_release_whose_worker_is_lost_is_finished_by_another_worker(
         # the resume ran on machine 2, from its own clone
         assert any((tmp_path / "m2" / "repos").iterdir())
     assert x.validation_errors == [] and forum.validation_errors == []
+    # the Prefect server kept its runs in its PostgreSQL database
+    import psycopg
+
+    with psycopg.connect(prefect_db.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        assert conn.execute("SELECT count(*) FROM flow_run").fetchone()[0] >= 2
     pg_server.drop(ledger_url)
     pg_server.drop(prefect_db)
 
