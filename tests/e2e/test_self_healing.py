@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.register_assert_rewrite("prefect_servers")
-
-from channel_fixtures import CATEGORY_ID, FORUM_TOKEN, MAIL_FROM, X_TOKEN  # noqa: E402
-from fakes.smtp import PASSWORD, USERNAME, FakeSmtp, ScriptedHandler  # noqa: E402
-from fakes.vanilla_server import FakeVanilla  # noqa: E402
-from fakes.x_server import FakeX  # noqa: E402
-from flow_fixtures import FORUM_TICKETS, MAILS, NOT_FORUM, TICKETS, build_sandbox  # noqa: E402
-from prefect_servers import (  # noqa: E402
+from channel_fixtures import CATEGORY_ID, FORUM_TOKEN, MAIL_FROM, X_TOKEN
+from fakes.smtp import PASSWORD, USERNAME, FakeSmtp, ScriptedHandler
+from fakes.vanilla_server import FakeVanilla
+from fakes.x_server import FakeX
+from flow_fixtures import FORUM_TICKETS, MAILS, NOT_FORUM, TICKETS, build_sandbox
+from prefect_servers import (
     ROOT,
     api,
     kill_machine,
@@ -33,10 +30,10 @@ from prefect_servers import (  # noqa: E402
     stop,
     wait_for,
 )
-from update_servers import TOKEN, start_update_server  # noqa: E402
+from update_servers import TOKEN, start_update_server
 
-from gestan_release.demo import BUILD  # noqa: E402
-from gestan_release.tickets import Ticket, TicketStore  # noqa: E402
+from gestan_release.demo import BUILD
+from gestan_release.tickets import Ticket, TicketStore
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("channel_fixtures",)  # smtp_cert
