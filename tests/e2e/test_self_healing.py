@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from channel_fixtures import CATEGORY_ID, FORUM_TOKEN, MAIL_FROM, X_TOKEN
+from channel_fixtures import (
+    CATEGORY_ID,
+    FORUM_TOKEN,
+    MAIL_FROM,
+    X_TOKEN,
+    smtp_cert,  # noqa: F401  (a session fixture)
+)
 from fakes.smtp import PASSWORD, USERNAME, FakeSmtp, ScriptedHandler
 from fakes.vanilla_server import FakeVanilla
 from fakes.x_server import FakeX
@@ -36,7 +42,6 @@ from gestan_release.demo import BUILD
 from gestan_release.tickets import Ticket, TicketStore
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ("channel_fixtures",)  # smtp_cert
 
 VERSION = "15.5.0"
 
@@ -88,7 +93,10 @@ def _runs(url: str, deployment_id: str) -> list[dict]:
 
 
 def test_a_release_whose_worker_is_lost_is_finished_by_another_worker(
-    make_repo, tmp_path: Path, pg_server, smtp_cert
+    make_repo,
+    tmp_path: Path,
+    pg_server,
+    smtp_cert,  # noqa: F811  (the fixture imported above)
 ) -> None:
     from gestan_release.ledger import Ledger
 
