@@ -6,6 +6,8 @@ Compares, in the same run and on identical fresh copies of one sandbox:
                running (its start-up is not counted).
 Reports medians of several interleaved runs and the ratio flow / plain.
 Targets (issue 3): Prefect's overhead ≤ 1.5 × the plain functions; the whole release ≤ 10 s.
+`--database postgresql://postgres@127.0.0.1:5432` runs both on PostgreSQL (issue 11): one fresh
+database per run, copied from a template that holds the tickets (CREATE DATABASE … TEMPLATE).
 """
 
 from __future__ import annotations
@@ -45,7 +47,49 @@ BUILD = (
 )
 
 
-def build_template(root: Path, tickets: int, reporters: int, seed: int = 7) -> Path:
+class PgRuns:
+    """One PostgreSQL database per run, each a copy of a template holding the tickets."""
+
+    def __init__(self, server: str) -> None:
+        import uuid
+
+        self.server = server.rstrip("/")
+        self.prefix = f"gestan_bench_{uuid.uuid4().hex[:6]}"
+        self.template = f"{self.prefix}_template"
+        self.made: list[str] = []
+
+    def url(self, name: str) -> str:
+        return f"{self.server}/{name}"
+
+    def _admin(self, statement: str) -> None:
+        import psycopg
+
+        from gestan_release import db
+
+        db.dispose_all()  # no open connection may hold a template
+        dsn = self.url("postgres").replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def create_template(self) -> str:
+        self._admin(f'CREATE DATABASE "{self.template}"')
+        self.made.append(self.template)
+        return self.url(self.template)
+
+    def copy(self, n: int) -> str:
+        name = f"{self.prefix}_run_{n}"
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.made.append(name)
+        return self.url(name)
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def build_template(
+    root: Path, tickets: int, reporters: int, seed: int = 7, database_url: str | None = None
+) -> Path:
     """A repository tagged v15.4.0 followed by one commit per fixed ticket, and its store."""
     rnd = random.Random(seed)
     repo = root / "gestan"
@@ -114,7 +158,7 @@ def build_template(root: Path, tickets: int, reporters: int, seed: int = 7) -> P
     ensure_state_dir(settings)
     path = root / "tickets.json"
     path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    TicketStore(settings.database_url).import_file(path)
+    TicketStore(database_url or settings.database_url).import_file(path)
     return repo
 
 
@@ -168,12 +212,14 @@ def flow_release(repo: Path) -> dict:
     return {"version": result["version"], "complete": True}
 
 
-def fresh_copy(template: Path, work: Path, n: int) -> Path:
+def fresh_copy(template: Path, work: Path, n: int, pg: PgRuns | None = None) -> Path:
     dest = work / f"run-{n}"
     shutil.copytree(template.parent, dest, symlinks=True)
     from gestan_release import db
 
     db.dispose_all()  # engines are cached per URL; each copy has its own file
+    if pg is not None:  # and its own PostgreSQL database, read from the environment
+        os.environ["GESTAN_RELEASE_DATABASE_URL"] = pg.copy(n)
     return dest / "gestan"
 
 
@@ -187,7 +233,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each (default 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        metavar="URL",
+        help="sqlite (default: a file per run) or a PostgreSQL server, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432 (one new database per run, dropped after)",
+    )
     args = parser.parse_args(argv)
+    pg = None
+    if args.database != "sqlite":
+        if not args.database.startswith("postgresql"):
+            parser.error("--database is sqlite or a postgresql:// server URL")
+        pg = PgRuns(args.database.replace("postgresql://", "postgresql+psycopg://"))
+        # one machine: the outbox and the local update store stand in for the real channels
+        os.environ["GESTAN_RELEASE_ALLOW_OUTBOX"] = "true"
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -198,18 +258,23 @@ def main(argv: list[str] | None = None) -> int:
             f"building the sandbox: {args.tickets} tickets, {args.reporters} reporters …",
             flush=True,
         )
-        template = build_template(work / "template", args.tickets, args.reporters)
+        template = build_template(
+            work / "template",
+            args.tickets,
+            args.reporters,
+            database_url=pg.create_template() if pg else None,
+        )
         from prefect.testing.utilities import prefect_test_harness
 
         print("starting a Prefect server (not timed) …", flush=True)
         with prefect_test_harness(server_startup_timeout=180):
-            flow_release(fresh_copy(template, work, 0))  # warm-up: imports, first flow registration
-            plain_release(fresh_copy(template, work, 1))
+            flow_release(fresh_copy(template, work, 0, pg))  # warm-up: imports, registration
+            plain_release(fresh_copy(template, work, 1, pg))
             times: dict[str, list[float]] = {"plain": [], "flow": []}
             n = 2
             for i in range(args.runs):
                 for name, fn in (("plain", plain_release), ("flow", flow_release)):
-                    repo = fresh_copy(template, work, n)
+                    repo = fresh_copy(template, work, n, pg)
                     n += 1
                     start = time.perf_counter()
                     out = fn(repo)
@@ -226,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(ratios)
         print()
         print(
-            f"release of {args.tickets} tickets / {args.reporters} reporters, "
-            f"{args.runs} runs, medians"
+            f"release of {args.tickets} tickets / {args.reporters} reporters on "
+            f"{'PostgreSQL' if pg else 'SQLite'}, {args.runs} runs, medians"
         )
         print(f"  plain functions  {plain:6.2f} s")
         print(f"  Prefect flow     {flow:6.2f} s")
@@ -245,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if pg is not None:
+            pg.drop_all()
     return 0
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -44,11 +47,11 @@ OPTS = {"cache_policy": NO_CACHE, "persist_result": False}
 # the steps themselves on big releases.
 
 
-def load_settings(repo: str) -> Settings:
+def load_settings(repo: str | Path, **overrides: Any) -> Settings:
     """Settings of `repo`; secrets not in the environment come from Prefect Secret blocks
     named `gestan-release-<name>` (e.g. `gestan-release-x-bearer-token`) when a Prefect API is
     configured."""
-    settings = load(repo)
+    settings = load(repo, **overrides)
     if not os.environ.get("PREFECT_API_URL"):
         return settings
     updates: dict[str, Secret] = {}
@@ -58,6 +61,26 @@ def load_settings(repo: str) -> Settings:
             if value:
                 updates[f.name] = Secret(value)
     return settings.replace(**updates) if updates else settings
+
+
+@contextmanager
+def workspace(repo: str) -> Iterator[Settings]:
+    """The settings of the run, and its repository: with REPO_URL (stateless workers), the clone
+    in this worker's cache, fetched now; REMOTE then defaults to it. Else `repo` as it is."""
+    settings = load_settings(repo)
+    if not settings.repo_url:
+        yield settings
+        return
+    from gestan_release.repocache import checkout
+
+    with checkout(settings.repo_url, settings.cache_dir, settings.main_branch) as path:
+        get_run_logger().info(f"repository fetched from REPO_URL into {path}")
+        yield load_settings(
+            path,
+            repo_url=settings.repo_url,
+            cache_dir=settings.cache_dir,
+            remote=settings.remote or "origin",
+        )
 
 
 def _secret_block(name: str) -> str | None:
@@ -157,25 +180,86 @@ def _raise_transient(result: StepResult) -> StepResult:
 
 
 def _progress() -> Any:
-    logger = get_run_logger()
-    return logger.info
+    """Milestones of the long steps (mails, forum replies) as log lines and Prefect progress
+    artifacts."""
+    from gestan_release.cockpit import report_with_artifacts
+
+    return report_with_artifacts(get_run_logger().info)
+
+
+def _approval_gate(settings: Settings, ledger: Any, plan: Plan) -> None:
+    """APPROVAL=required: nothing ships before someone approves (once per release, recorded in
+    the ledger, so a resumed release is not asked again, and one never approved always is). A
+    rejection or a timeout ends the run with nothing shipped, and the release is forgotten so
+    that the next run plans it afresh."""
+    from gestan_release.cockpit import ask_approval
+
+    key = f"approval:{plan.version}"
+    known = ledger.delivery(key)
+    if known is not None and known.finished:
+        return
+    try:
+        who = ask_approval(settings, plan)
+    except ReleaseError:
+        ledger.forget_release(plan.version)
+        raise
+    ledger.mark_sending(key, plan.version, "approval")
+    ledger.mark_done(key, f"approved by {who}")
+    get_run_logger().info(f"{plan.label} approved by {who}")
+
+
+def _published(ledger: Any, plan: Plan) -> None:
+    """One `gestan.release.published` event per released version (recorded in the ledger; a
+    repeat after a crash carries the same event id)."""
+    from gestan_release.cockpit import PUBLISHED_EVENT, emit_published
+
+    key = f"event:{plan.version}"
+    known = ledger.delivery(key)
+    if known is not None and known.finished:
+        return
+    ledger.mark_sending(key, plan.version, "event")
+    ledger.mark_done(key, emit_published(plan))
+    get_run_logger().info(f"{PUBLISHED_EVENT} emitted for {plan.label}")
 
 
 def _artifact_key(plan: Plan, what: str) -> str:
     return f"{what}-{plan.version}".replace(".", "-").lower()
 
 
-def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
+def lock_name(settings: Settings) -> str:
+    """One lock per Gestan repository: its REPO_URL when workers clone it (each worker's cache
+    path differs), else its path."""
+    return f"repo:{settings.repo_url or settings.repo}"
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
     """The side-effect half of a release, top to bottom like the runbook. Ends with a summary
-    artifact; raises ReleaseError (the flow ends Failed) when something is left to do."""
+    artifact; raises ReleaseError (the flow ends Failed) when something is left to do. With
+    `lock`, each step first checks that the lock is still held (its lease renewed)."""
     from gestan_release.channels import close_all, senders_for
     from gestan_release.ledger import Ledger
+
+    def held() -> None:
+        if lock is not None:
+            lock.ensure_held()
 
     logger = get_run_logger()
     ledger = Ledger(settings.database_url)
     pipeline.record_start(ledger, plan)
+    # A crash from here on is resumed by the id of this flow run (prefect.yaml's automation).
+    ledger.set_flow_run(plan.version, _flow_run_id())
+    if settings.approval == "required" and plan.kind != "nightly":
+        _approval_gate(settings, ledger, plan)
     results: list[StepResult] = []
     try:
+        held()
         commit, git_result = git_step(quote(settings), quote(ledger), quote(plan))
         results.append(git_result)
         artifacts, build_result = build_step(quote(settings), quote(ledger), quote(plan), commit)
@@ -192,28 +276,35 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
             f"{plan.label} stopped before publishing: {exc}. Fix it, then run "
             f"`gestan-release resume {plan.version}` to finish it."
         ) from exc
+    held()
     results.append(
         publish_step(quote(settings), quote(ledger), quote(plan), quote(artifacts), None)
     )
     if plan.kind != "nightly":
         senders = senders_for(settings)
         try:
+            held()
             results.append(
                 announce_step(quote(settings), quote(ledger), quote(plan), quote(senders))
             )
+            held()
             topic_url, forum_result = forum_step(
                 quote(settings), quote(ledger), quote(plan), quote(senders)
             )
             results.append(forum_result)
+            held()
             results.append(
                 mail_step(quote(settings), quote(ledger), quote(plan), quote(senders), topic_url)
             )
         finally:
             close_all(senders)
+        held()
         results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
     for r in results:
         logger.info(r.line())
     complete, text = pipeline.summary(ledger, plan, results)
+    if complete:
+        _published(ledger, plan)
     ledger.finish_release(plan.version, complete)
     create_markdown_artifact(
         text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
@@ -267,12 +358,23 @@ def cut(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """preflight → plan → guard → (dry run | ship), under the repository's lock."""
-    from gestan_release.ledger import Ledger
-
-    settings = load_settings(repo)
     if allow_missing and not reason:
         raise ReleaseError("--allow-missing needs --reason: say why the fix may be left out")
     overrides = {int(t): reason or "" for t in allow_missing or ()}
+    with workspace(repo) as settings:
+        return _cut(settings, kind, ref, bump, dry_run, overrides)
+
+
+def _cut(
+    settings: Settings,
+    kind: str,
+    ref: str | None,
+    bump: str,
+    dry_run: bool,
+    overrides: dict[int, str],
+) -> dict[str, Any]:
+    from gestan_release.ledger import Ledger
+
     branch = preflight(quote(settings), kind, ref)
     if dry_run:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
@@ -286,31 +388,90 @@ def cut(
 
     ensure_state_dir(settings)
     ledger = Ledger(settings.database_url)
-    lock = f"repo:{settings.repo}"
-    holder = ledger.acquire(lock, wait=settings.lock_wait)
-    try:
+    with ledger.lock(
+        lock_name(settings), wait=settings.lock_wait, lease=settings.lock_lease
+    ) as lock:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
         guard(quote(settings), quote(plan))
-        return ship(settings, plan)
-    finally:
-        ledger.release_lock(lock, holder)
+        return ship(settings, plan, lock)
 
 
-def resume_release(repo: str, version: str) -> dict[str, Any]:
-    """Finish what a release left undone, from the plan recorded in the ledger."""
+def resume_release(
+    repo: str, version: str | None, crashed_flow_run: str | None = None
+) -> dict[str, Any]:
+    """Finish what a release left undone, from the plan recorded in the ledger. Without a
+    version, the release that the flow run `crashed_flow_run` was working on (the automation of
+    prefect.yaml passes the id of a crashed run)."""
+    if not version and not crashed_flow_run:
+        raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
+    with workspace(repo) as settings:
+        return _resume(settings, version, crashed_flow_run)
+
+
+def _resume(
+    settings: Settings, version: str | None, crashed_flow_run: str | None
+) -> dict[str, Any]:
+    from gestan_release.db import display_url
     from gestan_release.ledger import Ledger
 
-    settings = load_settings(repo)
+    logger = get_run_logger()
+    if crashed_flow_run and not version:
+        return _resume_crashed(settings, crashed_flow_run)
     ledger = Ledger.existing(settings.database_url)
-    known = ledger.release(version) if ledger is not None else None
+    known = ledger.release(version) if ledger is not None and version else None
     if ledger is None or known is None:
         raise ReleaseError(
-            f"no release {version} in the ledger ({settings.database_url}): nothing to resume; "
-            f"`gestan-release status` lists the releases"
+            f"no release {version} in the ledger ({display_url(settings.database_url)}): nothing "
+            f"to resume; `gestan-release status` lists the releases"
         )
-    lock = f"repo:{settings.repo}"
-    holder = ledger.acquire(lock, wait=settings.lock_wait)
+    logger.info(f"resuming {known.label}: what is done is skipped")
+    with ledger.lock(
+        lock_name(settings), wait=settings.lock_wait, lease=settings.lock_lease
+    ) as lock:
+        return ship(settings, Plan.from_json(known.plan), lock)
+
+
+def _resume_crashed(settings: Settings, reference: str) -> dict[str, Any]:
+    """Finish the release of a flow run that crashed or went silent (prefect.yaml's triggers).
+
+    The release lock is the truth about whether that run is gone: its lease is renewed while its
+    process lives. So take the lock first (waiting out one lease), and only then mark a silent
+    run `Lost` and finish its release; a run still renewing the lock is left alone."""
+    from gestan_release import prefect_support as ps
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.ledger import Ledger
+
+    logger = get_run_logger()
+    run_id = ps.flow_run_id_of(reference)
+    state = ps.flow_run_state(run_id)
+    ensure_state_dir(settings)
+    ledger = Ledger(settings.database_url)
+    wait = max(settings.lock_wait, settings.lock_lease * 1.5)
     try:
-        return ship(settings, Plan.from_json(known.plan))
-    finally:
-        ledger.release_lock(lock, holder)
+        lock = ledger.lock(lock_name(settings), wait=wait, lease=settings.lock_lease).acquire()
+    except ReleaseError:
+        if state in ("RUNNING", "PAUSED"):
+            text = (
+                f"Flow run {run_id} is {state.lower()} and still renews the release lock: it is "
+                f"alive, nothing to resume.\n"
+            )
+            logger.info(text.strip())
+            return {"version": None, "summary": text}
+        raise
+    with lock:  # already taken: entering starts its heartbeat
+        if state in ("RUNNING", "PAUSED", "PENDING"):
+            ps.mark_lost(
+                run_id,
+                f"no heartbeat and its release lock expired: finished by flow run "
+                f"{_flow_run_id() or '(outside Prefect)'}",
+            )
+        known = ledger.release_of_flow_run(run_id)
+        if known is None:
+            text = (
+                f"Flow run {run_id} recorded no release before it stopped: nothing was done, "
+                f"nothing to resume.\n"
+            )
+            logger.info(text.strip())
+            return {"version": None, "summary": text}
+        logger.info(f"flow run {run_id} stopped during {known.label}: finishing it")
+        return ship(settings, Plan.from_json(known.plan), lock)

@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "gestan_release.updates.cli",
     "gestan_release.commands.channels",
     "gestan_release.commands.intake",
+    "gestan_release.commands.workers",
+    "gestan_release.commands.cockpit",
 )
 
 

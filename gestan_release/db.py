@@ -118,11 +118,42 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database).expanduser()
 
 
+def display_url(url: str) -> str:
+    """`url` fit to show (logs, errors, `doctor`): a password in it is masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show nothing of it that could be a secret
+        return "<unreadable DATABASE_URL>"
+
+
+def _server_url(url: str) -> sa.URL:
+    """`url` with the PostgreSQL driver made explicit: a plain `postgresql://` means psycopg 3
+    (SQLAlchemy would otherwise look for psycopg2, which we do not install)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def create_engine(url: str) -> Engine:
     """A new engine for `url`; for SQLite, creates the file's directory and sets up locking."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        parsed = _server_url(url)
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            from gestan_release.errors import ConfigError
+
+            hint = (
+                "pip install 'gestan-release[postgres]'"
+                if parsed.get_backend_name() == "postgresql"
+                else f"install the driver {parsed.get_driver_name()!r}"
+            )
+            raise ConfigError(
+                f"DATABASE_URL {display_url(url)} needs a database driver that is not installed "
+                f"({exc.name}): {hint}"
+            ) from None
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

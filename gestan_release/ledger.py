@@ -11,12 +11,10 @@ Same database as the tickets (`DATABASE_URL`); schema migrations in `migrations/
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,6 +57,8 @@ class ReleaseRecord(db.Base):
     started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # The Prefect flow run that last worked on it: a crashed run is resumed by its id.
+    flow_run_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
 
 class ReleaseTicketRecord(db.Base):
@@ -110,6 +110,8 @@ class LockRecord(db.Base):
     name: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
     holder: Mapped[str] = mapped_column(sa.Text)
     acquired_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # The lease: renewed by the holder's heartbeat; past it the row belongs to nobody (lock.py).
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class _SQL:
@@ -178,6 +180,7 @@ class Release:
     plan: dict[str, Any]
     started_at: datetime
     finished_at: datetime | None
+    flow_run_id: str | None = None
 
 
 def _delivery(r: DeliveryRecord) -> Delivery:
@@ -199,6 +202,7 @@ def _release(r: ReleaseRecord) -> Release:
         json.loads(r.plan or "{}"),
         r.started_at,
         r.finished_at,
+        r.flow_run_id,
     )
 
 
@@ -297,6 +301,25 @@ class Ledger:
                     )
                 )
             return _release(row)
+
+    def forget_release(self, version: str) -> bool:
+        """Remove a release that did nothing yet (rejected at the approval gate), so that the
+        next run plans it afresh; refused (False) once any of its side effects happened."""
+        with self._session() as s:
+            row = s.get(ReleaseRecord, version)
+            if row is None:
+                return True
+            done = s.scalars(
+                sa.select(DeliveryRecord.key).where(
+                    DeliveryRecord.version == version, DeliveryRecord.state.in_(FINISHED)
+                )
+            ).first()
+            if done is not None:
+                return False
+            for model in (DeliveryRecord, ReleaseTicketRecord, OverrideRecord):
+                s.execute(sa.delete(model).where(model.version == version))
+            s.delete(row)
+            return True
 
     def set_commit(self, version: str, commit_sha: str) -> None:
         with self._session() as s:
@@ -451,58 +474,38 @@ class Ledger:
             conn.execute(_SQL.failed, {"k": key, "err": _clip(error), "now": _now()})
 
     # -- lock --------------------------------------------------------------------------------
-    def acquire(
-        self, name: str, wait: float = 0.0, stale_after: timedelta = timedelta(hours=6)
-    ) -> str:
-        """Take the lock `name` (one per repository) or fail with who holds it."""
-        import time
+    def lock(self, name: str, *, wait: float = 0.0, lease: float | None = None) -> Any:
+        """The release lock `name` (one per repository) as a context manager: a lease row
+        renewed by a heartbeat (see `gestan_release.lock` for why)."""
+        from gestan_release.lock import DEFAULT_LEASE, ReleaseLock
 
-        holder = f"{socket.gethostname()}:{os.getpid()}"
-        deadline = time.monotonic() + wait
-        while True:
-            with self._session() as s:
-                row = s.get(LockRecord, name)
-                now = _now()
-                if row is not None and _holder_is_dead(row.holder):
-                    s.delete(row)
-                    s.flush()
-                    row = None
-                if row is not None and now - _aware(row.acquired_at) > stale_after:
-                    s.delete(row)
-                    s.flush()
-                    row = None
-                if row is None:
-                    s.add(LockRecord(name=name, holder=holder, acquired_at=now))
-                    return holder
-                held_by, since = row.holder, _aware(row.acquired_at)
-            if time.monotonic() >= deadline:
-                raise ReleaseError(
-                    f"another release is running on this repository ({held_by}, since "
-                    f"{since:%H:%M:%S} UTC); wait for it to finish, or if it crashed run "
-                    f"`gestan-release resume VERSION` once it is gone"
-                )
-            time.sleep(0.5)
+        return ReleaseLock(self.engine, name, wait=wait, lease=lease or DEFAULT_LEASE)
+
+    def acquire(self, name: str, wait: float = 0.0, lease: float | None = None) -> str:
+        """Take the lock `name` without a heartbeat (short holders, tests); returns the holder
+        to give back to `release_lock`. Fails with who holds it."""
+        return self.lock(name, wait=wait, lease=lease).acquire().holder
 
     def release_lock(self, name: str, holder: str) -> None:
+        from gestan_release.lock import ReleaseLock
+
+        ReleaseLock(self.engine, name, holder=holder).release()
+
+    # -- Prefect flow runs -------------------------------------------------------------------
+    def set_flow_run(self, version: str, flow_run_id: str | None) -> None:
+        """Record the flow run now working on a release (the one a crash would leave behind)."""
+        if not flow_run_id:
+            return
         with self._session() as s:
-            row = s.get(LockRecord, name)
-            if row is not None and row.holder == holder:
-                s.delete(row)
+            row = s.get(ReleaseRecord, version)
+            if row is not None and row.flow_run_id != flow_run_id:
+                row.flow_run_id = flow_run_id
+                row.updated_at = _now()
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _holder_is_dead(holder: str) -> bool:
-    """A lock left by a process of this host that no longer exists is stale."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    def release_of_flow_run(self, flow_run_id: str) -> Release | None:
+        """The release a (crashed) flow run was working on, if it got as far as recording it."""
+        with self._session() as s:
+            row = s.scalars(
+                sa.select(ReleaseRecord).where(ReleaseRecord.flow_run_id == flow_run_id)
+            ).first()
+            return _release(row) if row else None

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gestan_release import gitops
 from gestan_release.changelog import Changelog, ChangelogEntry
@@ -43,6 +43,9 @@ from gestan_release.planning import (
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority, lookup_tickets
 from gestan_release.versions import Kind, Version, release_version
+
+if TYPE_CHECKING:
+    from gestan_release.ledger import Delivery
 
 log = logging.getLogger("gestan_release.pipeline")
 
@@ -174,8 +177,10 @@ def preflight(settings: Settings, kind: str, ref: str | None) -> str:
     if settings.remote:
         gitops.check_remote(repo, settings.remote)
     from gestan_release.channels import check_settings
+    from gestan_release.workers import check_stateless
 
     check_settings(settings)
+    check_stateless(settings, kind)
     return branch
 
 
@@ -549,7 +554,17 @@ def git_step(settings: Settings, ledger: Any, plan: Plan) -> tuple[str, StepResu
     commit = plan.commit
     if plan.kind == Kind.NIGHTLY:
         return commit, result
+    # A stateless worker's clone is fresh from REPO_URL: what a vanished worker made but never
+    # pushed is not in it, whatever the ledger says. Make it again (nobody else ever saw it).
+    stateless = bool(settings.repo_url)
+
+    def redo_if_lost(key: str, present: Callable[[Delivery], bool]) -> None:
+        d = ledger.delivery(key)
+        if stateless and d is not None and d.finished and not present(d):
+            ledger.mark_failed(key, "made by a worker that vanished before pushing it: made again")
+
     if settings.version_file and not plan.adopted_tag:
+        redo_if_lost(f"bump:{plan.version}", lambda d: _has_commit(repo, d.external_id or ""))
         d = once(
             ledger,
             plan,
@@ -571,6 +586,7 @@ def git_step(settings: Settings, ledger: Any, plan: Plan) -> tuple[str, StepResu
     tag = plan.tag
     assert tag is not None
     message = f"Gestan {plan.label} ({plan.version})"
+    redo_if_lost(f"tag:{tag}", lambda _: gitops.tag_target(repo, tag) is not None)
     once(
         ledger,
         plan,
@@ -583,6 +599,7 @@ def git_step(settings: Settings, ledger: Any, plan: Plan) -> tuple[str, StepResu
     refs = [f"refs/tags/{tag}"]
     if plan.kind == Kind.FULL:
         branch = plan.v.branch
+        redo_if_lost(f"branch:{branch}", lambda _: gitops.branch_exists(repo, branch))
         once(
             ledger,
             plan,
@@ -605,6 +622,14 @@ def git_step(settings: Settings, ledger: Any, plan: Plan) -> tuple[str, StepResu
             result,
         )
     return commit, result
+
+
+def _has_commit(repo: Path, sha: str) -> bool:
+    from gestan_release.history import git
+
+    if not sha:
+        return False
+    return bool(git(repo, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False))
 
 
 def _push(repo: Path, remote: str, refs: list[str]) -> str:

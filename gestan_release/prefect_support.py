@@ -81,3 +81,38 @@ def emit_tag_event(settings: Settings, tag: str) -> dict[str, Any]:
     if event is None:
         raise ReleaseError("Prefect did not emit the event: is PREFECT_API_URL reachable?")
     return {"event": TAG_EVENT, "deployment": deployment, **payload}
+
+
+# -- self-healing: the flow run that a resume finishes ---------------------------------------
+LOST = "Lost"  # state name (type CRASHED) of a run that went silent; its event is not `Crashed`
+
+
+def flow_run_id_of(reference: str) -> str:
+    """A flow run id from itself or from an event resource id (`prefect.flow-run.<id>`)."""
+    return reference.strip().removeprefix("prefect.flow-run.")
+
+
+def flow_run_state(run_id: str) -> str | None:
+    """The state type of a flow run (RUNNING, CRASHED, …), None if the API does not know it."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+    except (ObjectNotFound, ValueError):
+        return None
+    return run.state.type.value if run.state else None
+
+
+def mark_lost(run_id: str, message: str) -> None:
+    """Record that a silent flow run is gone (type CRASHED, name `Lost`): the UI tells the truth
+    and its deployment's concurrency slot is freed. Named `Lost` so that the `Crashed` trigger
+    of prefect.yaml does not start a second resume for it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import State, StateType
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            run_id, State(type=StateType.CRASHED, name=LOST, message=message), force=True
+        )

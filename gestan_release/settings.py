@@ -81,6 +81,23 @@ class Settings:
     download_base_url: str = "https://www.gestan.fr/telechargement"
     # How long a second run on the same repository waits for the first to finish (seconds).
     lock_wait: int = 0
+    # The release lock's lease (seconds): a holder that vanished frees it at most this long after
+    # its last heartbeat (every third of it).
+    lock_lease: int = 60
+    # Stateless workers: the Gestan repository is cloned from here into CACHE_DIR and fetched on
+    # every run; REMOTE then defaults to it (`origin`).
+    repo_url: str | None = None
+    cache_dir: Path | None = None
+    # With a shared (non-SQLite) DATABASE_URL, the outbox and the local update store live on one
+    # worker's disk and vanish with it: refused unless allowed here.
+    allow_outbox: bool = False
+    # The update signing key itself (PEM), from the environment or a Prefect Secret block,
+    # instead of the file UPDATES_SIGNING_KEY.
+    updates_signing_key_pem: Secret | None = field(default=None, metadata=SECRET)
+    # The approval gate: `required` pauses each release after its preview until someone approves
+    # or rejects it (Prefect UI, `gestan-release approve|reject`); nothing ships on a timeout.
+    approval: str = "none"
+    approval_timeout: int = 86400
     # X
     x_enabled: bool = False
     x_api_base: str = "https://api.x.com"
@@ -209,6 +226,10 @@ def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides:
     outbox = settings.outbox_dir or state / "outbox"
     key = settings.updates_signing_key or state / "keys" / "updates.ed25519.pem"
     db = settings.database_url or f"sqlite:///{state / 'gestan.db'}"
+    if settings.approval not in ("none", "required"):
+        raise ConfigError(f"APPROVAL must be none or required, not {settings.approval!r}")
+    if settings.lock_lease < 5:
+        raise ConfigError(f"LOCK_LEASE must be at least 5 seconds, not {settings.lock_lease}")
     if settings.smtp_security not in ("starttls", "ssl", "none"):
         raise ConfigError(
             f"SMTP_SECURITY must be starttls, ssl or none, not {settings.smtp_security!r}"
@@ -216,3 +237,21 @@ def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides:
     return settings.replace(
         state_dir=state, outbox_dir=outbox, updates_signing_key=key, database_url=db
     )
+
+
+def sources(repo: str | Path = ".", env: dict[str, str] | None = None) -> dict[str, str]:
+    """Where `load` takes each setting from: `env` (GESTAN_RELEASE_<NAME>), `toml` or
+    `default` (`gestan-release doctor` shows it; Secret blocks are looked up by the flows)."""
+    env = os.environ if env is None else env
+    toml = _read_toml(Path(repo).expanduser().resolve() / TOML_NAME)
+    found = {}
+    for f in fields(Settings):
+        if f.name == "repo":
+            continue
+        if ENV_PREFIX + f.name.upper() in env:
+            found[f.name] = "env"
+        elif f.name in toml:
+            found[f.name] = "toml"
+        else:
+            found[f.name] = "default"
+    return found

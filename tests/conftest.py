@@ -102,3 +102,130 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("GESTAN_RELEASE_"):
             monkeypatch.delenv(name)
+
+
+# -- databases: SQLite and PostgreSQL ----------------------------------------------------------
+# The ledger, ticket, lock and pipeline suites run on both (`database_url` is parametrised). The
+# PostgreSQL half uses the local server (127.0.0.1:5432, user postgres, trust), in a database of
+# its own made for this test session and dropped after it; outside CI it is skipped, with the
+# reason, when no server answers; under CI=true it must run.
+PG_SERVER = os.environ.get("GESTAN_TEST_PG_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+class PgServer:
+    """The local PostgreSQL server: makes and drops databases of this test session."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
+        self.made: list[str] = []
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def _admin(self, statement: str) -> None:
+        import psycopg
+
+        dsn = self.url("postgres").replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(statement)
+
+    def create(self, prefix: str = "gestan_test") -> str:
+        """A new empty database; its URL."""
+        import uuid
+
+        name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self._admin(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        from gestan_release import db
+
+        db.dispose_all()
+        name = url.rsplit("/", 1)[1]
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if name in self.made:
+            self.made.remove(name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """The local PostgreSQL server, or a skip (a failure under CI=true) saying why not."""
+    try:
+        import psycopg
+    except ModuleNotFoundError:
+        reason = "psycopg is not installed: pip install -e '.[test]' (it pulls '[postgres]')"
+    else:
+        server = PgServer(PG_SERVER)
+        dsn = server.url("postgres").replace("postgresql+psycopg://", "postgresql://")
+        try:
+            psycopg.connect(dsn, connect_timeout=5).close()
+            reason = None
+        except psycopg.OperationalError as exc:
+            reason = (
+                f"no PostgreSQL server answers at {PG_SERVER} ({str(exc).strip().splitlines()[0]}):"
+                " start one (user postgres, trust auth) to run the PostgreSQL half of the suite"
+            )
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+    yield server
+    for name in list(server.made):
+        server.drop(server.url(name))
+
+
+@pytest.fixture(scope="session")
+def pg_session_url(pg_server: PgServer) -> str:
+    """One fresh database for the session's PostgreSQL tests, migrated to the newest schema."""
+    from gestan_release import db
+
+    url = pg_server.create()
+    db.upgrade(url)
+    return url
+
+
+def _empty_tables(url: str) -> None:
+    """Every table of the schema emptied (the schema itself kept): a clean ledger per test."""
+    import importlib
+
+    import sqlalchemy as sa
+
+    from gestan_release import db
+
+    for module in db.MODEL_MODULES:
+        importlib.import_module(module)
+    names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine_for(url).begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+
+
+@pytest.fixture
+def pg_database_url(pg_session_url: str) -> str:
+    """The session's PostgreSQL database with every table emptied (PostgreSQL-only tests)."""
+    _empty_tables(pg_session_url)
+    return pg_session_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean database for one test: a SQLite file, or the session's PostgreSQL database with
+    every table emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'gestan.db'}"
+    url = request.getfixturevalue("pg_session_url")
+    _empty_tables(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it, not even a schema (migrations from empty): a SQLite file
+    or a new PostgreSQL database, dropped after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty' / 'gestan.db'}"
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.create()
+    yield url
+    server.drop(url)

@@ -54,18 +54,67 @@ def test_upgrade_twice_is_a_no_op(tmp_path):
         assert connection.execute(sa.text("SELECT count(*) FROM tickets")).scalar() == 1
 
 
-def test_upgrade_to_the_first_revision_only(tmp_path):
-    url = f"sqlite:///{tmp_path / 'gestan.db'}"
+def test_upgrade_to_the_first_revision_only(empty_database_url):
+    url = empty_database_url
     db.upgrade(url, "0001")
     assert db.current_revision(url) == "0001"
-    assert sa.inspect(db.engine_for(url)).get_table_names() == ["alembic_version", "tickets"]
+    assert sorted(sa.inspect(db.engine_for(url)).get_table_names()) == [
+        "alembic_version",
+        "tickets",
+    ]
 
 
-def test_the_orm_schema_matches_the_migrations(tmp_path):
+def _revisions() -> list[str]:
+    """Every revision, oldest first."""
+    script = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def test_upgrade_from_the_previous_revision_keeps_the_data(empty_database_url):
+    """A database left at the revision before the newest (what a deployed ledger is when a new
+    version of gestan-release starts) is taken to the newest one with its rows."""
+    url = empty_database_url
+    revisions = _revisions()
+    previous = revisions[-2]
+    db.upgrade(url, previous)
+    assert db.current_revision(url) == previous
+    with db.engine_for(url).begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO tickets (id, title, priority, reporter_name, reporter_email,"
+                " forum_tracked, status, created_at, updated_at) VALUES (1, 'Bug', 'flash',"
+                " '', 'a@example.com', true, 'open', '2026-01-01 00:00:00+00',"
+                " '2026-01-01 00:00:00+00')"
+            )
+        )
+    db.dispose_all()  # a new process
+    db.upgrade(url)
+    assert db.current_revision(url) == head_revision()
+    with db.engine_for(url).connect() as connection:
+        assert connection.execute(sa.text("SELECT title FROM tickets")).scalars().all() == ["Bug"]
+
+
+def test_downgrade_then_upgrade_again(empty_database_url):
+    """Each migration can be undone (an operator rolling gestan-release back)."""
+    from alembic import command
+
+    url = empty_database_url
+    db.upgrade(url)
+    config = db.alembic_config(url)
+    with db.engine_for(url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert sa.inspect(db.engine_for(url)).get_table_names() == ["alembic_version"]
+    db.dispose_all()
+    db.upgrade(url)
+    assert db.current_revision(url) == head_revision()
+
+
+def test_the_orm_schema_matches_the_migrations(empty_database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    url = f"sqlite:///{tmp_path / 'gestan.db'}"
+    url = empty_database_url
     db.upgrade(url)
     with db.engine_for(url).connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -82,8 +131,10 @@ for n in range(20):
 """
 
 
-def test_concurrent_first_runs_wait_instead_of_failing(tmp_path):
-    url = f"sqlite:///{tmp_path / 'gestan.db'}"
+def test_concurrent_first_runs_wait_instead_of_failing(empty_database_url):
+    """Four processes migrate and write an empty database at once (SQLite: BEGIN IMMEDIATE;
+    PostgreSQL: the migration's advisory lock)."""
+    url = empty_database_url
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CONCURRENT_WRITER, url, str(k)],
@@ -94,8 +145,8 @@ def test_concurrent_first_runs_wait_instead_of_failing(tmp_path):
     ]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-    with sqlite3.connect(tmp_path / "gestan.db") as connection:
-        assert connection.execute("SELECT count(*) FROM tickets").fetchone() == (80,)
+    with db.engine_for(url).connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM tickets")).scalar() == 80
 
 
 def test_sqlite_file_helper():
@@ -152,3 +203,18 @@ def test_ensure_state_dir_outside_git_or_outside_the_repo(tmp_path):
     settings = load(repo, env={"GESTAN_RELEASE_STATE_DIR": str(elsewhere)})
     assert db.ensure_state_dir(settings) == elsewhere and elsewhere.is_dir()
     assert "gestan-release" not in (repo / ".git" / "info" / "exclude").read_text()
+
+
+def test_a_plain_postgresql_url_means_psycopg_3():
+    assert db._server_url("postgresql://u@h/g").drivername == "postgresql+psycopg"
+    assert db._server_url("postgresql+psycopg://u@h/g").drivername == "postgresql+psycopg"
+
+
+def test_a_missing_driver_is_named_without_the_password():
+    from gestan_release.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        db.create_engine("postgresql+pg8000://gestan:s3cret@db.example/gestan")
+    message = str(info.value)
+    assert "s3cret" not in message and "pg8000" in message
+    assert db.display_url("postgresql://gestan:s3cret@db/g") == "postgresql://gestan:***@db/g"

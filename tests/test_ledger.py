@@ -1,12 +1,7 @@
-"""The release ledger on a real SQLite file: releases, tickets, overrides, deliveries, the lock."""
+"""The release ledger on a real SQLite file and on PostgreSQL: releases, tickets, overrides,
+deliveries, flow runs (the lock: test_lock.py)."""
 
 from __future__ import annotations
-
-import os
-import socket
-import subprocess
-import sys
-from datetime import UTC, datetime
 
 import pytest
 
@@ -22,13 +17,12 @@ from gestan_release.ledger import (
     RELEASED,
     SENDING,
     Ledger,
-    LockRecord,
 )
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Ledger:
-    return Ledger(f"sqlite:///{tmp_path / 'gestan.db'}")
+def ledger(database_url: str) -> Ledger:
+    return Ledger(database_url)
 
 
 def start(ledger: Ledger, version: str = "15.4.1", kind: str = "u") -> None:
@@ -107,39 +101,7 @@ def test_delivery_lifecycle(ledger: Ledger) -> None:
         ledger.mark_done("forum:15.4.1", "1")
 
 
-def test_lock_is_exclusive_and_released(ledger: Ledger) -> None:
-    holder = ledger.acquire("repo:/r")
-    with pytest.raises(ReleaseError, match="another release is running on this repository"):
-        ledger.acquire("repo:/r")
-    with pytest.raises(ReleaseError, match="another release is running"):
-        Ledger(ledger.url).acquire("repo:/r", wait=1.0)
-    assert ledger.acquire("repo:/other")  # one lock per repository
-    ledger.release_lock("repo:/r", "someone-else:1")  # not the holder: kept
-    with pytest.raises(ReleaseError):
-        ledger.acquire("repo:/r")
-    ledger.release_lock("repo:/r", holder)
-    assert ledger.acquire("repo:/r") == holder
-
-
-def test_lock_of_a_dead_process_is_taken_over(ledger: Ledger) -> None:
-    from sqlalchemy.orm import Session
-
-    proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead = f"{socket.gethostname()}:{proc.stdout.strip()}"
-    with Session(ledger.engine) as s, s.begin():
-        s.add(LockRecord(name="repo:/r", holder=dead, acquired_at=datetime.now(UTC)))
-    assert ledger.acquire("repo:/r") == f"{socket.gethostname()}:{os.getpid()}"
-
-
-def test_mark_sending_many_records_a_batch_in_one_go(tmp_path) -> None:
-    from gestan_release.ledger import SENDING, Ledger
-
-    ledger = Ledger(f"sqlite:///{tmp_path / 'batch.db'}")
+def test_mark_sending_many_records_a_batch_in_one_go(ledger: Ledger) -> None:
     ledger.start_release(
         version="15.4.1",
         kind="u",
@@ -157,3 +119,16 @@ def test_mark_sending_many_records_a_batch_in_one_go(tmp_path) -> None:
     assert sorted(rows) == keys
     assert all(d.state == SENDING and d.channel == "mail" for d in rows.values())
     assert [rows[k].attempts for k in keys] == [2, 1, 1]
+
+
+def test_the_flow_run_of_a_release(ledger: Ledger) -> None:
+    start(ledger)
+    assert ledger.release_of_flow_run("run-1") is None
+    ledger.set_flow_run("15.4.1", "run-1")
+    ledger.set_flow_run("15.4.1", None)  # outside Prefect: nothing recorded, nothing lost
+    assert ledger.release_of_flow_run("run-1").version == "15.4.1"
+    ledger.set_flow_run("15.4.1", "run-2")  # resumed by another run: the newest one counts
+    assert ledger.release_of_flow_run("run-1") is None
+    assert ledger.release("15.4.1").flow_run_id == "run-2"
+    ledger.set_flow_run("9.9.9", "run-3")  # no such release: nothing to record
+    assert ledger.release_of_flow_run("run-3") is None

@@ -1,5 +1,5 @@
 """The pure parts of the runbook (plan, guard, preview, summary) on real git repositories and a
-real SQLite ticket store, without Prefect."""
+real ticket store and ledger (SQLite and PostgreSQL), without Prefect."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from gestan_release import pipeline
 from gestan_release.errors import GitError, ReleaseError
 from gestan_release.settings import load
 from gestan_release.tickets import Ticket, TicketStore
+
+
+@pytest.fixture(autouse=True)
+def _database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test of the runbook on SQLite and on PostgreSQL (`DATABASE_URL`)."""
+    monkeypatch.setenv("GESTAN_RELEASE_DATABASE_URL", database_url)
+    # one machine: the outbox and the local update store are fine with PostgreSQL here
+    monkeypatch.setenv("GESTAN_RELEASE_ALLOW_OUTBOX", "true")
 
 
 def _tickets(settings, ids=(101, 102, 103)) -> None:

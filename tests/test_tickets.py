@@ -47,7 +47,15 @@ def db_url(repo: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> TicketStore:
+def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> TicketStore:
+    """The store on SQLite and on PostgreSQL; the CLI of the test uses the same database."""
+    monkeypatch.setenv("GESTAN_RELEASE_DATABASE_URL", database_url)
+    return TicketStore(database_url)
+
+
+@pytest.fixture
+def sqlite_store(db_url: str) -> TicketStore:
+    """The store in the repository's SQLite file, for the stdlib fast path's own tests."""
     return TicketStore(db_url)
 
 
@@ -410,7 +418,8 @@ def test_store_refuses_a_duplicate_inside_one_batch(store):
 # -- the fast read path ----------------------------------------------------------------------------
 
 
-def test_lookup_equals_the_sqlalchemy_path(store, db_url):
+def test_lookup_equals_the_sqlalchemy_path(store):
+    """On SQLite the stdlib read path; on PostgreSQL the SQLAlchemy one: the same tickets."""
     store.import_rows(
         [
             ticket(1, priority="flash", ack_message_id="<x@y>"),
@@ -419,7 +428,7 @@ def test_lookup_equals_the_sqlalchemy_path(store, db_url):
         ]
     )
     store.set_status([2], "fixed")
-    fast = lookup_tickets(db_url, [3, 1, 2, 404])
+    fast = lookup_tickets(store.url, [3, 1, 2, 404])
     slow = store.get_many([3, 1, 2, 404])
     assert fast == slow and fast.keys() == {1, 2, 3}
     for ticket_id in fast:  # compare=False on timestamps: check them explicitly
@@ -428,8 +437,8 @@ def test_lookup_equals_the_sqlalchemy_path(store, db_url):
         assert fast[ticket_id].created_at.tzinfo is not None
 
 
-def test_lookup_while_a_writer_holds_the_database(store, db_url):
-    store.add(ticket(1))
+def test_lookup_while_a_writer_holds_the_database(sqlite_store, db_url):
+    sqlite_store.add(ticket(1))
     with db.engine_for(db_url).begin() as connection:  # BEGIN IMMEDIATE: the write lock is held
         connection.exec_driver_sql("UPDATE tickets SET title = 'pending' WHERE id = 1")
         assert lookup_tickets(db_url, [1])[1].title == "Bug 1"  # WAL: readers never wait
@@ -454,8 +463,8 @@ def test_lookup_on_a_file_that_is_not_a_database(tmp_path):
         lookup_tickets(f"sqlite:///{path}", [1])
 
 
-def test_lookup_falls_back_to_sqlalchemy_for_other_urls(tmp_path, store, db_url):
-    store.add(ticket(1))
+def test_lookup_falls_back_to_sqlalchemy_for_other_urls(tmp_path, sqlite_store, db_url):
+    sqlite_store.add(ticket(1))
     url = db_url.replace("sqlite:///", "sqlite+pysqlite:///") + "?timeout=5"
     assert lookup_tickets(url, [1]) == {1: ticket(1)}
 

@@ -171,12 +171,16 @@ class HttpPublisher:
 
 
 def local_store(settings: Settings, data_dir: Any = None) -> Store:
-    """The embedded store, signing with `UPDATES_SIGNING_KEY` (created if missing)."""
+    """The embedded store, signing with the key `UPDATES_SIGNING_KEY_PEM` (environment or Secret
+    block) if set, else the file `UPDATES_SIGNING_KEY` (created if missing)."""
     from pathlib import Path
 
-    from gestan_release.updates.signing import Signer
+    from gestan_release.updates.signing import Signer, load_key_pem
     from gestan_release.updates.store import Store
 
+    if settings.updates_signing_key_pem:
+        signer = Signer(load_key_pem(settings.updates_signing_key_pem.get_secret_value()))
+        return Store(Path(data_dir) if data_dir else settings.updates_dir, signer)
     if settings.updates_signing_key is None:
         raise ConfigError("UPDATES_SIGNING_KEY is not set")
     signer = Signer.from_file(settings.updates_signing_key, create=True)

@@ -50,12 +50,20 @@ def load_key(path: Path) -> Ed25519PrivateKey:
             f"cannot read the signing key {path}: {exc.strerror}; "
             f"create one with `gestan-release updates keygen`"
         ) from None
+    return load_key_pem(data, str(path))
+
+
+def load_key_pem(data: bytes | str, where: str = "UPDATES_SIGNING_KEY_PEM") -> Ed25519PrivateKey:
+    """The key from its PEM text (a file's bytes, or the secret itself on stateless workers);
+    errors name `where`, never the key."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise SigningKeyError(f"{path} is not an unencrypted PEM private key") from None
+        raise SigningKeyError(f"{where} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{path} is not an Ed25519 key")
+        raise SigningKeyError(f"{where} is not an Ed25519 key")
     return key
 
 

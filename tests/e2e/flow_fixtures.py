@@ -104,7 +104,8 @@ class Sandbox:
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.state / 'gestan.db'}"
+        """The ledger and tickets of the sandbox: SQLite by default, or DATABASE_URL."""
+        return self.settings().database_url
 
     def ledger(self) -> Any:
         from gestan_release.ledger import Ledger
@@ -233,6 +234,33 @@ def sandbox(
         "GESTAN_RELEASE_REMOTE": "origin",
         "GESTAN_RELEASE_BUILD_COMMAND": BUILD,
         "GESTAN_RELEASE_ARTIFACTS": "dist/*.exe",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    box = build_sandbox(make_repo, tmp_path)
+    box.env = env
+    box.import_tickets()
+    return box
+
+
+@pytest.fixture
+def pg_sandbox(
+    make_repo: Callable[[str], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    prefect_harness: str,
+    fast_retries: None,
+    pg_database_url: str,
+) -> Sandbox:
+    """The sandbox with its tickets and ledger on PostgreSQL (the session's database, emptied;
+    the outbox and local update store allowed: one machine)."""
+    pg_session_url = pg_database_url
+    env = {
+        "GESTAN_RELEASE_REMOTE": "origin",
+        "GESTAN_RELEASE_BUILD_COMMAND": BUILD,
+        "GESTAN_RELEASE_ARTIFACTS": "dist/*.exe",
+        "GESTAN_RELEASE_DATABASE_URL": pg_session_url,
+        "GESTAN_RELEASE_ALLOW_OUTBOX": "true",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

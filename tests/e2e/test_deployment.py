@@ -4,85 +4,22 @@ runs the release deployment to completion on a sandbox repository."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from prefect_servers import ROOT
+from prefect_servers import api as _api
+from prefect_servers import prefect as _prefect
+from prefect_servers import prefect_server as running_prefect_server
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _prefect(env: dict[str, str], *args: str, timeout: float = 300, cwd: Path = ROOT) -> str:
-    exe = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
-    proc = subprocess.run(
-        [exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    assert proc.returncode == 0, f"prefect {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _api(url: str, path: str, body: dict | None = None) -> object:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"{url}{path}", data=data, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read() or b"null")
 
 
 @pytest.fixture
 def prefect_server(tmp_path: Path):
-    port = _free_port()
-    home = tmp_path / "prefect-home"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "DO_NOT_TRACK": "1",
-    }
-    env.pop("PREFECT_API_KEY", None)
-    exe = shutil.which("prefect") or str(Path(sys.executable).with_name("prefect"))
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                _api(env["PREFECT_API_URL"], "/health")
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "Prefect server did not start:\n" + (tmp_path / "server.log").read_text()
-                    ) from None
-                time.sleep(1)
+    with running_prefect_server(tmp_path) as env:
         yield env
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def test_deploy_all_and_run_release_through_a_worker(prefect_server, tmp_path: Path) -> None:

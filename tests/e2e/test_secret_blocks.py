@@ -36,3 +36,47 @@ def test_without_a_prefect_server_the_operator_is_told(monkeypatch, caplog):
         persist_x_tokens("access-Kx7", "refresh-Kx7")
     assert "GESTAN_RELEASE_X_REFRESH_TOKEN" in caplog.text
     assert "Kx7" not in caplog.text
+
+
+def test_the_signing_key_from_a_secret_block_and_doctor_names_it(
+    prefect_harness,  # noqa: F811
+    monkeypatch,
+    git_repo,
+    capsys,
+):
+    """A stateless worker's signing key is the PEM in a Secret block; `doctor` names the block as
+    the source and prints neither the key nor any other secret."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from prefect.blocks.system import Secret
+
+    from flows.common import load_settings
+    from gestan_release.cli import main
+    from gestan_release.updates.publisher import local_store
+    from gestan_release.updates.signing import public_key_b64
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_harness)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    Secret(value=pem).save("gestan-release-updates-signing-key-pem", overwrite=True)
+    git_repo.commit("init")
+    settings = load_settings(str(git_repo.path))
+    assert local_store(settings).signer.public_b64() == public_key_b64(key)
+
+    capsys.readouterr()
+    assert main(["--repo", str(git_repo.path), "doctor", "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    body = pem.splitlines()[1]
+    assert body not in out
+    rows = {r["name"]: r for r in json.loads(out)["settings"]}
+    assert rows["UPDATES_SIGNING_KEY_PEM"] == {
+        "name": "UPDATES_SIGNING_KEY_PEM",
+        "value": "(set, hidden)",
+        "source": "Secret block gestan-release-updates-signing-key-pem",
+    }
+    lost = [loss["what"] for loss in json.loads(out)["lost_with_this_worker"]]
+    assert "the update signing key" not in lost

@@ -1,0 +1,63 @@
+"""`approve`, `reject`: answer a release waiting at the approval gate (APPROVAL=required)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from gestan_release.commands import note
+from gestan_release.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "approve",
+        help="approve a release waiting at the approval gate",
+        description=(
+            "With APPROVAL=required a release pauses after its approval request (the artifact "
+            "`approval-X-Y-Z` of its flow run) until someone answers. This approves it: the "
+            "flow run goes on and ships. Needs PREFECT_API_URL (the server of the run)."
+        ),
+    )
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--by", help="who approves (default: user@host), recorded in the ledger")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser(
+        "reject",
+        help="reject a release waiting at the approval gate",
+        description=(
+            "Reject a release waiting at the approval gate: its flow run ends Failed with "
+            "REASON and nothing is shipped; the next run plans the release afresh."
+        ),
+    )
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("--reason", required=True, help="why (shown in the run and its log)")
+    p.add_argument("--by", help="who rejects (default: user@host)")
+    p.set_defaults(func=cmd_reject)
+
+
+def _needs_server() -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError(
+            "approve and reject talk to the Prefect server of the waiting run: set "
+            "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)"
+        )
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from gestan_release.cockpit import answer
+
+    _needs_server()
+    run_id = answer(args.version, True, by=args.by)
+    note(f"approved {args.version}: flow run {run_id} goes on")
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from gestan_release.cockpit import answer
+
+    _needs_server()
+    run_id = answer(args.version, False, args.reason, by=args.by)
+    note(f"rejected {args.version}: flow run {run_id} stops, nothing shipped")
+    return 0
