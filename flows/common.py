@@ -16,8 +16,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from gestan_release import pipeline
-from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
+from gestan_release import outcome, pipeline, progress
+from gestan_release.errors import (
+    DeliveryError,
+    GestanReleaseError,
+    IncompleteRelease,
+    ReleaseError,
+)
 from gestan_release.pipeline import Plan, StepResult
 from gestan_release.settings import Secret, Settings, load
 
@@ -38,7 +43,9 @@ def _transient(task_: Any, task_run: Any, state: Any) -> bool:
 
 
 RETRY = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": _transient}
-OPTS = {"cache_policy": NO_CACHE, "persist_result": False}
+# The hooks turn each task's end into a line of the terminal display (`progress.current()`),
+# a no-op when nobody watches (a worker).
+OPTS = {"cache_policy": NO_CACHE, "persist_result": False, **progress.TASK_HOOKS}
 # Big arguments (settings, the ledger, a plan with hundreds of tickets, the senders) are passed
 # quoted: Prefect then does not walk them looking for upstream task results, which cost more than
 # the steps themselves on big releases.
@@ -71,7 +78,10 @@ def _secret_block(name: str) -> str | None:
 
 @task(name="preflight", **OPTS)
 def preflight(settings: Settings, kind: str, ref: str | None) -> str:
-    return pipeline.preflight(settings, kind, ref)
+    branch = pipeline.preflight(settings, kind, ref)
+    if getattr(branch, "reason", None):
+        get_run_logger().info(f"branch {branch}: {branch.reason}")
+    return branch
 
 
 @task(name="guard", **OPTS)
@@ -156,9 +166,9 @@ def _raise_transient(result: StepResult) -> StepResult:
     return result
 
 
-def _progress() -> Any:
-    logger = get_run_logger()
-    return logger.info
+def _progress() -> progress.Progress:
+    """Milestones of the fan-outs in the run log, and on the terminal display if any."""
+    return progress.logged(get_run_logger().info)
 
 
 def _artifact_key(plan: Plan, what: str) -> str:
@@ -188,9 +198,10 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
         create_markdown_artifact(
             text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
         )
-        raise ReleaseError(
+        raise IncompleteRelease(
             f"{plan.label} stopped before publishing: {exc}. Fix it, then run "
-            f"`gestan-release resume {plan.version}` to finish it."
+            f"`gestan-release resume {plan.version}` to finish it.",
+            outcome.of_release(ledger, plan, results, False, text),
         ) from exc
     results.append(
         publish_step(quote(settings), quote(ledger), quote(plan), quote(artifacts), None)
@@ -218,13 +229,15 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
     create_markdown_artifact(
         text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
     )
+    result = outcome.of_release(ledger, plan, results, complete, text)
     if not complete:
-        raise ReleaseError(
+        raise IncompleteRelease(
             f"{plan.label} is incomplete: "
             + "; ".join(r.line() for r in results if not r.ok)
-            + f". Run `gestan-release resume {plan.version}` to finish it."
+            + f". Run `gestan-release resume {plan.version}` to finish it.",
+            result,
         )
-    return {"version": plan.version, "label": plan.label, "tag": plan.tag, "summary": text}
+    return result
 
 
 @task(name="plan", **OPTS)
@@ -276,12 +289,9 @@ def cut(
     branch = preflight(quote(settings), kind, ref)
     if dry_run:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
-        guard(quote(settings), quote(plan))
-        return {
-            "version": plan.version,
-            "label": plan.label,
-            "dry_run": dry_run_task(quote(settings), quote(plan)),
-        }
+        warnings = guard(quote(settings), quote(plan))
+        preview = dry_run_task(quote(settings), quote(plan))
+        return outcome.of_dry_run(plan, preview, warnings) | _why(branch)
     from gestan_release.db import ensure_state_dir
 
     ensure_state_dir(settings)
@@ -291,9 +301,13 @@ def cut(
     try:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
         guard(quote(settings), quote(plan))
-        return ship(settings, plan)
+        return ship(settings, plan) | _why(branch)
     finally:
         ledger.release_lock(lock, holder)
+
+
+def _why(branch: str) -> dict[str, Any]:
+    return {"branch_reason": getattr(branch, "reason", None)}
 
 
 def resume_release(repo: str, version: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from gestan_release.errors import GestanReleaseError, GitError, ReleaseError
+from gestan_release.errors import FlowRunError, GestanReleaseError, GitError, ReleaseError
 from gestan_release.settings import Settings
 
 TAG_EVENT = "gestan.release.tagged"
@@ -37,6 +37,49 @@ def quiet_expected_errors() -> None:
         # database sessions) say nothing about the release.
         for name in ("prefect.server", "uvicorn.error", "prefect.server.services"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def flow_run_info(state: Any) -> dict[str, Any]:
+    """Id, name and UI address (None without PREFECT_UI_URL) of the run that ended in `state`."""
+    run_id = getattr(state.state_details, "flow_run_id", None)
+    info: dict[str, Any] = {"id": str(run_id) if run_id else None, "name": None, "url": None}
+    if run_id is None:
+        return info
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.utilities.urls import url_for
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+        info["name"] = run.name
+        info["url"] = url_for(run)
+    except Exception:  # the run is recorded; only its name and address are unknown here
+        pass
+    return info
+
+
+def flow_result(state: Any) -> dict[str, Any]:
+    """The result of a finished flow run, with `flow_run` (id, name, url) added; its expected
+    error raised as it is; any other error raised as one FlowRunError line naming the run."""
+    run = flow_run_info(state)
+    if state.is_completed():
+        result = dict(state.result())
+        result["flow_run"] = run
+        return result
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, GestanReleaseError):
+        exc.flow_run = run  # type: ignore[attr-defined]
+        raise exc
+    if not isinstance(exc, BaseException):
+        exc = RuntimeError(f"the run ended {state.type.value}: {state.message}")
+    first = (str(exc).strip().splitlines() or [""])[0]
+    where = run["url"] or f"`prefect flow-run logs {run['id']}`"
+    raise FlowRunError(
+        f"unexpected error in flow run {run['name'] or run['id']!r}: "
+        f"{type(exc).__name__}{': ' + first if first else ''}. This is a bug; the run's log "
+        f"holds the traceback: {where}",
+        flow_run=run,
+    ) from exc
 
 
 def emit_tag_event(settings: Settings, tag: str) -> dict[str, Any]:
