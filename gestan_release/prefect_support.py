@@ -73,7 +73,9 @@ def flow_result(state: Any) -> dict[str, Any]:
     if not isinstance(exc, BaseException):
         exc = RuntimeError(f"the run ended {state.type.value}: {state.message}")
     first = (str(exc).strip().splitlines() or [""])[0]
-    where = run["url"] or f"`prefect flow-run logs {run['id']}`"
+    where = f"`prefect flow-run logs {run['id']}`"
+    if run["url"]:
+        where = f"{run['url']} or {where}"
     raise FlowRunError(
         f"unexpected error in flow run {run['name'] or run['id']!r}: "
         f"{type(exc).__name__}{': ' + first if first else ''}. This is a bug; the run's log "
