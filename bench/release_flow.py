@@ -4,19 +4,23 @@ Compares, in the same run and on identical fresh copies of one sandbox:
   (a) plain  — the steps of the release called as plain functions of `gestan_release.pipeline`;
   (b) flow   — the Prefect `release` flow (tasks, retries, artifacts), the Prefect server already
                running (its start-up is not counted): the code path the CLI took before issue 13;
-  (c) display — the same flow through the CLI's `run_flow` with the live terminal display on
-               (step lines, rich live bars for the forum replies and the mails, Prefect's console
-               filtered), rendered into a terminal that discards what it gets.
-Reports medians of several interleaved runs and the ratios flow / plain and display / flow, on
+  (c) today  — `gestan-release release` on a terminal before issue 13: the flow without the
+               display's task hooks, then the summary printed as rendered markdown;
+  (d) display — `gestan-release release` on a terminal now: the CLI's `run_flow` with the live
+               display on (step lines from task hooks, rich live bars for the forum replies and the
+               mails, Prefect's console filtered), then the summary; (c) and (d) draw into a
+               terminal that discards what it gets.
+Reports medians of several interleaved runs and the ratios flow / plain and display / today, on
 wall time (the targets) and on this process's CPU time (steadier on a shared, loaded machine; the
 Prefect server's own process is not in it).
 Targets: Prefect's overhead ≤ 1.5 × the plain functions, the whole release ≤ 10 s (issue 3);
-the live display costs ≤ 5 % (display / flow ≤ 1.05, issue 13).
+the live display costs ≤ 5 % (display / today ≤ 1.05, issue 13).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -185,6 +189,43 @@ class _Terminal(io.TextIOWrapper):
         return True
 
 
+@contextlib.contextmanager
+def _without_display_hooks():
+    """The tasks of flows/common.py as they were before issue 13: no display hooks."""
+    from prefect import Task
+
+    import flows.common as common
+
+    names = ("on_running_hooks", "on_completion_hooks", "on_failure_hooks")
+    saved = [
+        (obj, [getattr(obj, n) for n in names])
+        for obj in vars(common).values()
+        if isinstance(obj, Task)
+    ]
+    for obj, _ in saved:
+        for n in names:
+            setattr(obj, n, [])
+    try:
+        yield
+    finally:
+        for obj, hooks in saved:
+            for n, h in zip(names, hooks, strict=True):
+                setattr(obj, n, h)
+
+
+def today_release(repo: Path) -> dict:
+    """`gestan-release release` on a terminal before issue 13: the flow, then `_show`."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from flows.release import release
+
+    with _without_display_hooks(), _Terminal() as terminal:
+        result = release(repo=str(repo))
+        Console(file=terminal).print(Markdown(result["summary"]))
+    return {"version": result["version"], "complete": True}
+
+
 def display_release(repo: Path) -> dict:
     """The release as `gestan-release release` runs it on a terminal: live display on."""
     from gestan_release.commands.releases import run_flow
@@ -218,12 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
         "--modes",
-        default="plain,flow,display",
-        help="which of plain, flow, display to run (default: all three)",
+        default="plain,flow,today,display",
+        help="which of plain, flow, today, display to run (default: all four)",
     )
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
-    runners = {"plain": plain_release, "flow": flow_release, "display": display_release}
+    runners = {
+        "plain": plain_release,
+        "flow": flow_release,
+        "today": today_release,
+        "display": display_release,
+    }
     if not modes or any(m not in runners for m in modes):
         parser.error(f"--modes: choose among {', '.join(runners)}")
 
@@ -266,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             f"release of {args.tickets} tickets / {args.reporters} reporters, "
             f"{args.runs} runs, medians"
         )
-        labels = {"plain": "plain functions", "flow": "Prefect flow", "display": "live display"}
+        labels = {
+            "plain": "plain functions",
+            "flow": "Prefect flow",
+            "today": "CLI before",
+            "display": "CLI live display",
+        }
         for name in modes:
             print(
                 f"  {labels[name]:<16} {statistics.median(times[name]):6.2f} s "
@@ -290,14 +341,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  whole release    {flow:6.2f} s (target ≤ 10 s)  "
                 f"{'PASS' if flow <= 10 else 'FAIL'}"
             )
-        if "display" in modes and "flow" in modes:
-            ratio = results["display_ratio"] = ratio_of("display", "flow")
+        if "display" in modes and "today" in modes:
+            ratio = results["display_ratio"] = ratio_of("display", "today")
             print(
-                f"  ratio display/flow  {ratio:6.3f}  (target ≤ 1.05)  "
+                f"  ratio display/today {ratio:6.3f}  (target ≤ 1.05)  "
                 f"{'PASS' if ratio <= 1.05 else 'FAIL'}"
             )
-            cpu_ratio = results["display_cpu_ratio"] = ratio_of("display", "flow", cpu)
-            print(f"  CPU display/flow    {cpu_ratio:6.3f}")
+            cpu_ratio = results["display_cpu_ratio"] = ratio_of("display", "today", cpu)
+            print(f"  CPU display/today   {cpu_ratio:6.3f}")
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
     finally:

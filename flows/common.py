@@ -24,6 +24,7 @@ from gestan_release.errors import (
     ReleaseError,
 )
 from gestan_release.pipeline import Plan, StepResult
+from gestan_release.prefect_support import quiet_display_hooks
 from gestan_release.settings import Secret, Settings, load
 
 SECRET_BLOCK_PREFIX = "gestan-release-"
@@ -46,6 +47,7 @@ RETRY = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": _tr
 # The hooks turn each task's end into a line of the terminal display (`progress.current()`),
 # a no-op when nobody watches (a worker).
 OPTS = {"cache_policy": NO_CACHE, "persist_result": False, **progress.TASK_HOOKS}
+quiet_display_hooks()
 # Big arguments (settings, the ledger, a plan with hundreds of tickets, the senders) are passed
 # quoted: Prefect then does not walk them looking for upstream task results, which cost more than
 # the steps themselves on big releases.

@@ -26,6 +26,27 @@ class _ExpectedErrorFilter(logging.Filter):
         return True
 
 
+class _DisplayHookFilter(logging.Filter):
+    """Prefect logs two lines per task hook ("Running hook 'task_completed'…", "Hook … finished
+    running successfully"); those of the display hooks say nothing about the release."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from gestan_release.progress import HOOK_NAMES
+
+        msg = record.msg if isinstance(record.msg, str) else ""
+        return not (
+            msg.startswith(("Running hook '", "Hook '"))
+            and any(f"'{name}'" in msg for name in HOOK_NAMES)
+        )
+
+
+def quiet_display_hooks() -> None:
+    """Keep the display hooks' own log lines out of the run logs (idempotent)."""
+    logger = logging.getLogger("prefect.task_runs")
+    if not any(isinstance(f, _DisplayHookFilter) for f in logger.filters):
+        logger.addFilter(_DisplayHookFilter())
+
+
 def quiet_expected_errors() -> None:
     """One line per expected failure; and none of the temporary server's shutdown noise."""
     for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine", "prefect"):
@@ -58,14 +79,16 @@ def flow_run_info(state: Any) -> dict[str, Any]:
     return info
 
 
-def flow_result(state: Any) -> dict[str, Any]:
-    """The result of a finished flow run, with `flow_run` (id, name, url) added; its expected
-    error raised as it is; any other error raised as one FlowRunError line naming the run."""
-    run = flow_run_info(state)
+def flow_result(state: Any, with_run: bool = True) -> dict[str, Any]:
+    """The result of a finished flow run, with `flow_run` (id, name, url) added when asked; its
+    expected error raised as it is; any other error raised as one FlowRunError line naming the
+    run. A failure always names its run (one API call)."""
     if state.is_completed():
         result = dict(state.result())
-        result["flow_run"] = run
+        if with_run:
+            result["flow_run"] = flow_run_info(state)
         return result
+    run = flow_run_info(state)
     exc = state.result(raise_on_failure=False)
     if isinstance(exc, GestanReleaseError):
         exc.flow_run = run  # type: ignore[attr-defined]

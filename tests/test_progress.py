@@ -140,3 +140,18 @@ def test_ticket_import_reports_each_row(tmp_path) -> None:
     assert summary.new == 40
     [bar] = recorder.trackers
     assert (bar.label, bar.total, bar.done, bar.closed) == ("import", 40, 40, True)
+
+
+def test_the_display_hooks_leave_no_line_in_the_run_log() -> None:
+    import logging
+
+    from gestan_release.prefect_support import _DisplayHookFilter
+
+    def rec(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("prefect.task_runs", logging.INFO, __file__, 1, msg, (), None)
+
+    keep = _DisplayHookFilter()
+    assert not keep.filter(rec("Running hook 'task_completed' in response to entering state"))
+    assert not keep.filter(rec("Hook 'task_running' finished running successfully"))
+    assert keep.filter(rec("Running hook 'notify_ops' in response to entering state 'Failed'"))
+    assert keep.filter(rec("Finished in state Completed()"))

@@ -160,7 +160,7 @@ def run_flow(name: str, view: View | None = None, **params: Any) -> dict[str, An
         if not os.environ.get("PREFECT_API_URL"):
             display.running("starting a temporary Prefect server (PREFECT_API_URL is not set)")
         state = fn(**params, return_state=True)
-    return flow_result(state)
+    return flow_result(state, with_run=view.format == "json")
 
 
 def _run(args: argparse.Namespace, name: str, **params: Any) -> int:

@@ -211,6 +211,7 @@ def test_json_document_alone_on_stdout_and_the_api_keeps_every_log(
     logs = api_logs(run_id)
     assert sum("Finished in state Completed()" in m for m in logs) >= len(STEPS)
     assert any(m.startswith("Beginning flow run") for m in logs)
+    assert not any("hook" in m.lower() for m in logs)  # the display's hooks leave no trace there
 
 
 def test_json_resume_after_a_refused_mail_exit_3_then_0(
