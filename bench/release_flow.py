@@ -10,9 +10,9 @@ Compares, in the same run and on identical fresh copies of one sandbox:
                display on (step lines from task hooks, rich live bars for the forum replies and the
                mails, Prefect's console filtered), then the summary; (c) and (d) draw into a
                terminal that discards what it gets.
-Reports medians of several interleaved runs and the ratios flow / plain and display / today, on
-wall time (the targets) and on this process's CPU time (steadier on a shared, loaded machine; the
-Prefect server's own process is not in it).
+Reports medians of several interleaved runs (in ABBA order) and the ratios flow / plain and
+display / today, on wall time (the targets) and on this process's CPU time (steadier on a
+shared, loaded machine; the Prefect server's own process is not in it).
 Targets: Prefect's overhead ≤ 1.5 × the plain functions, the whole release ≤ 10 s (issue 3);
 the live display costs ≤ 5 % (display / today ≤ 1.05, issue 13).
 """
@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[str, list[float]] = {name: [] for name in modes}
             cpu: dict[str, list[float]] = {name: [] for name in modes}
             for i in range(args.runs):
-                for name in modes:
+                # ABBA order: what one run leaves behind (dirty pages, the server's queues)
+                # falls on each mode alike.
+                for name in modes if i % 2 == 0 else reversed(modes):
                     repo = fresh_copy(template, work, n)
                     n += 1
                     start, start_cpu = time.perf_counter(), time.process_time()
