@@ -213,6 +213,19 @@ def test_json_document_alone_on_stdout_and_the_api_keeps_every_log(
     assert any(m.startswith("Beginning flow run") for m in logs)
     assert not any("hook" in m.lower() for m in logs)  # the display's hooks leave no trace there
 
+    # a nightly: the same document, for its three steps
+    run = piped(sandbox, prefect_harness, "nightly", "--format", "json")
+    assert run.code == 0, run.err
+    doc = json.loads(run.out)
+    assert (doc["command"], doc["kind"], doc["state"], doc["tag"]) == (
+        "nightly",
+        "nightly",
+        "released",
+        None,
+    )
+    assert doc["version"].startswith("15.6.0-nightly.") and doc["published"] is True
+    assert [s["step"] for s in doc["steps"]] == ["git", "build", "update endpoint"]
+
 
 def test_json_resume_after_a_refused_mail_exit_3_then_0(
     sandbox: Sandbox, prefect_harness: str
