@@ -173,7 +173,7 @@ class TerminalDisplay:
             self._live = Live(
                 Group(self._bars, self._activity),
                 console=self.console,
-                refresh_per_second=5,
+                refresh_per_second=4,
                 transient=True,
             )
             self._live.start()
