@@ -3,16 +3,27 @@
 Compares, in the same run and on identical fresh copies of one sandbox:
   (a) plain  — the steps of the release called as plain functions of `gestan_release.pipeline`;
   (b) flow   — the Prefect `release` flow (tasks, retries, artifacts), the Prefect server already
-               running (its start-up is not counted).
-Reports medians of several interleaved runs and the ratio flow / plain.
-Targets (issue 3): Prefect's overhead ≤ 1.5 × the plain functions; the whole release ≤ 10 s.
-`--database postgresql://postgres@127.0.0.1:5432` runs both on PostgreSQL (issue 11): one fresh
+               running (its start-up is not counted): the code path the CLI took before issue 13;
+  (c) today  — `gestan-release release` on a terminal before issue 13: the flow without the
+               display's task hooks, then the summary printed as rendered markdown;
+  (d) display — `gestan-release release` on a terminal now: the CLI's `run_flow` with the live
+               display on (step lines from task hooks, rich live bars for the forum replies and the
+               mails, Prefect's console filtered), then the summary; (c) and (d) draw into a
+               terminal that discards what it gets.
+Reports medians of several interleaved runs (in ABBA order) and the ratios flow / plain and
+display / today, on wall time (the targets) and on this process's CPU time (steadier on a
+shared, loaded machine; the Prefect server's own process is not in it).
+Targets: Prefect's overhead ≤ 1.5 × the plain functions, the whole release ≤ 10 s (issue 3);
+the live display costs ≤ 5 % (display / today ≤ 1.05, issue 13).
+`--database postgresql://postgres@127.0.0.1:5432` runs them on PostgreSQL (issue 11): one fresh
 database per run, copied from a template that holds the tickets (CREATE DATABASE … TEMPLATE).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
@@ -212,6 +223,65 @@ def flow_release(repo: Path) -> dict:
     return {"version": result["version"], "complete": True}
 
 
+class _Terminal(io.TextIOWrapper):
+    """A terminal that discards its output: rich draws its live display into it as into a tty."""
+
+    def __init__(self) -> None:
+        super().__init__(open(os.devnull, "wb"), encoding="utf-8")  # noqa: SIM115
+
+    def isatty(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def _without_display_hooks():
+    """The tasks of flows/common.py as they were before issue 13: no display hooks."""
+    from prefect import Task
+
+    import flows.common as common
+
+    names = ("on_running_hooks", "on_completion_hooks", "on_failure_hooks")
+    saved = [
+        (obj, [getattr(obj, n) for n in names])
+        for obj in vars(common).values()
+        if isinstance(obj, Task)
+    ]
+    for obj, _ in saved:
+        for n in names:
+            setattr(obj, n, [])
+    try:
+        yield
+    finally:
+        for obj, hooks in saved:
+            for n, h in zip(names, hooks, strict=True):
+                setattr(obj, n, h)
+
+
+def today_release(repo: Path) -> dict:
+    """`gestan-release release` on a terminal before issue 13: the flow, then `_show`."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from flows.release import release
+
+    with _without_display_hooks(), _Terminal() as terminal:
+        result = release(repo=str(repo))
+        Console(file=terminal).print(Markdown(result["summary"]))
+    return {"version": result["version"], "complete": True}
+
+
+def display_release(repo: Path) -> dict:
+    """The release as `gestan-release release` runs it on a terminal: live display on."""
+    from gestan_release.commands.releases import run_flow
+    from gestan_release.console import View
+
+    with _Terminal() as terminal:
+        view = View(out=terminal, err=terminal)
+        result = run_flow("release", view, repo=str(repo))
+        view.outcome("release", result)  # the summary table, rendered
+    return {"version": result["version"], "complete": result["state"] == "released"}
+
+
 def fresh_copy(template: Path, work: Path, n: int, pg: PgRuns | None = None) -> Path:
     dest = work / f"run-{n}"
     shutil.copytree(template.parent, dest, symlinks=True)
@@ -234,6 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs of each (default 5)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument(
+        "--modes",
+        default="plain,flow,today,display",
+        help="which of plain, flow, today, display to run (default: all four)",
+    )
+    parser.add_argument(
+        "--no-heartbeats",
+        action="store_true",
+        help=(
+            "turn Prefect's flow-run heartbeat thread off: joining it at the end of every run "
+            "waits a random 0-1 s, the same in every mode but enough to hide a few per cent"
+        ),
+    )
+    parser.add_argument(
         "--database",
         default="sqlite",
         metavar="URL",
@@ -248,6 +331,15 @@ def main(argv: list[str] | None = None) -> int:
         pg = PgRuns(args.database.replace("postgresql://", "postgresql+psycopg://"))
         # one machine: the outbox and the local update store stand in for the real channels
         os.environ["GESTAN_RELEASE_ALLOW_OUTBOX"] = "true"
+    modes = [m for m in args.modes.split(",") if m]
+    runners = {
+        "plain": plain_release,
+        "flow": flow_release,
+        "today": today_release,
+        "display": display_release,
+    }
+    if not modes or any(m not in runners for m in modes):
+        parser.error(f"--modes: choose among {', '.join(runners)}")
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -267,47 +359,79 @@ def main(argv: list[str] | None = None) -> int:
         from prefect.testing.utilities import prefect_test_harness
 
         print("starting a Prefect server (not timed) …", flush=True)
-        with prefect_test_harness(server_startup_timeout=180):
-            flow_release(fresh_copy(template, work, 0, pg))  # warm-up: imports, registration
-            plain_release(fresh_copy(template, work, 1, pg))
-            times: dict[str, list[float]] = {"plain": [], "flow": []}
-            n = 2
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        heartbeats = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if args.no_heartbeats else {}
+        with (
+            prefect_test_harness(server_startup_timeout=180),
+            temporary_settings(updates=heartbeats),
+        ):
+            n = 0
+            for name in modes:  # warm-up: imports, first flow registration
+                runners[name](fresh_copy(template, work, n, pg))
+                n += 1
+            times: dict[str, list[float]] = {name: [] for name in modes}
+            cpu: dict[str, list[float]] = {name: [] for name in modes}
             for i in range(args.runs):
-                for name, fn in (("plain", plain_release), ("flow", flow_release)):
+                # ABBA order: what one run leaves behind (dirty pages, the server's queues)
+                # falls on each mode alike.
+                for name in modes if i % 2 == 0 else reversed(modes):
                     repo = fresh_copy(template, work, n, pg)
                     n += 1
-                    start = time.perf_counter()
-                    out = fn(repo)
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    out = runners[name](repo)
                     times[name].append(time.perf_counter() - start)
+                    cpu[name].append(time.process_time() - start_cpu)
                     assert out["complete"], out
                 print(
-                    f"  round {i + 1}: plain {times['plain'][-1]:.2f} s, "
-                    f"flow {times['flow'][-1]:.2f} s",
+                    f"  round {i + 1}: "
+                    + ", ".join(f"{name} {times[name][-1]:.2f} s" for name in modes),
                     flush=True,
                 )
-        plain = statistics.median(times["plain"])
-        flow = statistics.median(times["flow"])
-        ratios = [f / p for f, p in zip(times["flow"], times["plain"], strict=True)]
-        ratio = statistics.median(ratios)
         print()
         print(
             f"release of {args.tickets} tickets / {args.reporters} reporters on "
             f"{'PostgreSQL' if pg else 'SQLite'}, {args.runs} runs, medians"
         )
-        print(f"  plain functions  {plain:6.2f} s")
-        print(f"  Prefect flow     {flow:6.2f} s")
-        print(
-            f"  ratio flow/plain {ratio:6.2f}  (target ≤ 1.5)  {'PASS' if ratio <= 1.5 else 'FAIL'}"
-        )
-        print(
-            f"  whole release    {flow:6.2f} s (target ≤ 10 s)  {'PASS' if flow <= 10 else 'FAIL'}"
-        )
-        if args.json:
-            Path(args.json).write_text(
-                json.dumps(
-                    {"plain": times["plain"], "flow": times["flow"], "ratio": ratio}, indent=2
-                )
+        labels = {
+            "plain": "plain functions",
+            "flow": "Prefect flow",
+            "today": "CLI before",
+            "display": "CLI live display",
+        }
+        for name in modes:
+            print(
+                f"  {labels[name]:<16} {statistics.median(times[name]):6.2f} s "
+                f"(CPU {statistics.median(cpu[name]):.2f} s)"
             )
+        results: dict[str, object] = {name: times[name] for name in modes}
+        results["cpu"] = cpu
+
+        def ratio_of(a: str, b: str, of: dict[str, list[float]] = times) -> float:
+            return statistics.median(x / y for x, y in zip(of[a], of[b], strict=True))
+
+        if "plain" in modes and "flow" in modes:
+            ratio = results["ratio"] = ratio_of("flow", "plain")
+            print(
+                f"  ratio flow/plain    {ratio:6.3f}  (target ≤ 1.5)   "
+                f"{'PASS' if ratio <= 1.5 else 'FAIL'}"
+            )
+        if "flow" in modes:
+            flow = statistics.median(times["flow"])
+            print(
+                f"  whole release    {flow:6.2f} s (target ≤ 10 s)  "
+                f"{'PASS' if flow <= 10 else 'FAIL'}"
+            )
+        if "display" in modes and "today" in modes:
+            ratio = results["display_ratio"] = ratio_of("display", "today")
+            print(
+                f"  ratio display/today {ratio:6.3f}  (target ≤ 1.05)  "
+                f"{'PASS' if ratio <= 1.05 else 'FAIL'}"
+            )
+            cpu_ratio = results["display_cpu_ratio"] = ratio_of("display", "today", cpu)
+            print(f"  CPU display/today   {cpu_ratio:6.3f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if pg is not None:

@@ -19,9 +19,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from gestan_release import pipeline
-from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
+from gestan_release import outcome, pipeline, progress
+from gestan_release.errors import (
+    DeliveryError,
+    GestanReleaseError,
+    IncompleteRelease,
+    ReleaseError,
+)
 from gestan_release.pipeline import Plan, StepResult
+from gestan_release.prefect_support import quiet_display_hooks
 from gestan_release.settings import Secret, Settings, load
 
 SECRET_BLOCK_PREFIX = "gestan-release-"
@@ -41,7 +47,10 @@ def _transient(task_: Any, task_run: Any, state: Any) -> bool:
 
 
 RETRY = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": _transient}
-OPTS = {"cache_policy": NO_CACHE, "persist_result": False}
+# The hooks turn each task's end into a line of the terminal display (`progress.current()`),
+# a no-op when nobody watches (a worker).
+OPTS = {"cache_policy": NO_CACHE, "persist_result": False, **progress.TASK_HOOKS}
+quiet_display_hooks()
 # Big arguments (settings, the ledger, a plan with hundreds of tickets, the senders) are passed
 # quoted: Prefect then does not walk them looking for upstream task results, which cost more than
 # the steps themselves on big releases.
@@ -94,7 +103,10 @@ def _secret_block(name: str) -> str | None:
 
 @task(name="preflight", **OPTS)
 def preflight(settings: Settings, kind: str, ref: str | None) -> str:
-    return pipeline.preflight(settings, kind, ref)
+    branch = pipeline.preflight(settings, kind, ref)
+    if getattr(branch, "reason", None):
+        get_run_logger().info(f"branch {branch}: {branch.reason}")
+    return branch
 
 
 @task(name="guard", **OPTS)
@@ -179,12 +191,12 @@ def _raise_transient(result: StepResult) -> StepResult:
     return result
 
 
-def _progress() -> Any:
-    """Milestones of the long steps (mails, forum replies) as log lines and Prefect progress
-    artifacts."""
-    from gestan_release.cockpit import report_with_artifacts
+def _progress() -> progress.Progress:
+    """Milestones of the fan-outs (mails, forum replies): in the run log, on the terminal display
+    if any, and as Prefect progress artifacts."""
+    from gestan_release.cockpit import ArtifactProgress
 
-    return report_with_artifacts(get_run_logger().info)
+    return ArtifactProgress(progress.logged(get_run_logger().info))
 
 
 def _approval_gate(settings: Settings, ledger: Any, plan: Plan) -> None:
@@ -272,9 +284,10 @@ def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
         create_markdown_artifact(
             text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
         )
-        raise ReleaseError(
+        raise IncompleteRelease(
             f"{plan.label} stopped before publishing: {exc}. Fix it, then run "
-            f"`gestan-release resume {plan.version}` to finish it."
+            f"`gestan-release resume {plan.version}` to finish it.",
+            outcome.of_release(ledger, plan, results, False, text),
         ) from exc
     held()
     results.append(
@@ -309,13 +322,15 @@ def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
     create_markdown_artifact(
         text, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
     )
+    result = outcome.of_release(ledger, plan, results, complete, text)
     if not complete:
-        raise ReleaseError(
+        raise IncompleteRelease(
             f"{plan.label} is incomplete: "
             + "; ".join(r.line() for r in results if not r.ok)
-            + f". Run `gestan-release resume {plan.version}` to finish it."
+            + f". Run `gestan-release resume {plan.version}` to finish it.",
+            result,
         )
-    return {"version": plan.version, "label": plan.label, "tag": plan.tag, "summary": text}
+    return result
 
 
 @task(name="plan", **OPTS)
@@ -378,12 +393,9 @@ def _cut(
     branch = preflight(quote(settings), kind, ref)
     if dry_run:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
-        guard(quote(settings), quote(plan))
-        return {
-            "version": plan.version,
-            "label": plan.label,
-            "dry_run": dry_run_task(quote(settings), quote(plan)),
-        }
+        warnings = guard(quote(settings), quote(plan))
+        preview = dry_run_task(quote(settings), quote(plan))
+        return outcome.of_dry_run(plan, preview, warnings) | _why(branch)
     from gestan_release.db import ensure_state_dir
 
     ensure_state_dir(settings)
@@ -393,7 +405,11 @@ def _cut(
     ) as lock:
         plan = plan_step(quote(settings), kind, branch, bump, overrides)
         guard(quote(settings), quote(plan))
-        return ship(settings, plan, lock)
+        return ship(settings, plan, lock) | _why(branch)
+
+
+def _why(branch: str) -> dict[str, Any]:
+    return {"branch_reason": getattr(branch, "reason", None)}
 
 
 def resume_release(

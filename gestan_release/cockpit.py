@@ -108,27 +108,6 @@ class ArtifactProgress:
             self._inner.warn(message)
 
 
-def report_with_artifacts(log: Callable[[str], None], **hooks: Any) -> Callable[[str], None]:
-    """The pipeline's `progress(text)` callback ("mail: 30/300") as log lines and progress
-    artifacts (one per channel, created on its first report)."""
-    trackers: dict[str, ArtifactTracker] = {}
-
-    def report(text: str) -> None:
-        log(text)
-        label, _, counts = text.rpartition(": ")
-        done, _, total = counts.partition("/")
-        if not (label and done.isdigit() and total.isdigit()):
-            return
-        tracker = trackers.get(label)
-        if tracker is None:
-            tracker = trackers[label] = ArtifactTracker(label, int(total), **hooks)
-        tracker.advance(int(done) - tracker.done)
-        if int(done) >= int(total):
-            tracker.close()
-
-    return report
-
-
 # -- the approval gate -------------------------------------------------------------------------
 def approval_key(version: str) -> str:
     """The key of the approval request artifact: how `approve`/`reject` find the waiting run."""

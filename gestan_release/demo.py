@@ -207,6 +207,7 @@ def run_demo(directory: str | None) -> Path:
     from rich.console import Console
 
     from gestan_release.commands.releases import run_flow
+    from gestan_release.console import View
     from gestan_release.settings import load
     from gestan_release.tickets import TicketStore
 
@@ -231,11 +232,11 @@ def run_demo(directory: str | None) -> Path:
     acks_shown = run_intake(console, settings)
 
     console.rule("1. Full release from main (gestan-release release)")
-    result = run_flow("release", repo=str(repo))
+    result = run_flow("release", View(), repo=str(repo))
     console.print(f"[green]✓[/] {result['label']} released ({result['tag']})")
 
     console.rule("2. U hotfix from release/15.4 (gestan-release hotfix)")
-    result = run_flow("hotfix", repo=str(repo), branch="release/15.4")
+    result = run_flow("hotfix", View(), repo=str(repo), branch="release/15.4")
     console.print(f"[green]✓[/] {result['label']} released ({result['tag']})")
 
     outbox = settings.outbox_dir

@@ -39,3 +39,27 @@ class DeliveryError(GestanReleaseError):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class IncompleteRelease(ReleaseError):
+    """A release ran but left side effects undone; `resume` finishes it. Exit 3 when the version
+    reached the update endpoint (released, some deliveries left), else 1 (not released)."""
+
+    def __init__(self, message: str, outcome: dict | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome or {}
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 3 if self.outcome.get("published") else 1
+
+
+class FlowRunError(GestanReleaseError):
+    """A flow run failed on an unexpected error (a bug): said in one line that names the run
+    where its traceback lives."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, flow_run: dict | None = None) -> None:
+        super().__init__(message)
+        self.flow_run = flow_run

@@ -40,6 +40,7 @@ from gestan_release.planning import (
     next_version,
     today_paris,
 )
+from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority, lookup_tickets
 from gestan_release.versions import Kind, Version, release_version
@@ -48,12 +49,6 @@ if TYPE_CHECKING:
     from gestan_release.ledger import Delivery
 
 log = logging.getLogger("gestan_release.pipeline")
-
-Report = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,18 +143,37 @@ def changelog_of(settings: Settings, plan: Plan) -> Changelog:
 # --------------------------------------------------------------------------------------------
 # Preflight
 # --------------------------------------------------------------------------------------------
-def default_branch(settings: Settings, kind: str, ref: str | None) -> str:
+class Branch(str):
+    """A branch name that also says why it was chosen (shown on the terminal, logged)."""
+
+    reason: str
+
+    def __new__(cls, name: str, reason: str = "") -> Branch:
+        branch = super().__new__(cls, name)
+        branch.reason = reason
+        return branch
+
+
+def default_branch(settings: Settings, kind: str, ref: str | None) -> Branch:
+    """The branch to release: `ref` when given; for a U, the checked-out maintenance branch
+    (the release manager is on `release/15.4` to fix 15.4), else the newest one; else main."""
     if ref:
-        return ref.removeprefix("refs/heads/")
+        return Branch(ref.removeprefix("refs/heads/"), "as asked")
     if kind == Kind.U:
-        branches = maintenance_branches(settings.repo)
+        branches = [name for _, name in maintenance_branches(settings.repo)]
         if not branches:
             raise ReleaseError(
                 "no maintenance branch release/X.Y: a U sub-version is cut from the branch of a "
                 "full version, which `gestan-release release` creates"
             )
-        return branches[0][1]
-    return settings.main_branch
+        here = gitops.current_branch(settings.repo)
+        if here in branches:
+            return Branch(here, "the maintenance branch checked out")
+        where = f"{here} is checked out" if here else "HEAD is detached"
+        return Branch(
+            branches[0], f"the newest maintenance branch: {where}; --branch to choose another"
+        )
+    return Branch(settings.main_branch, "MAIN_BRANCH")
 
 
 def preflight(settings: Settings, kind: str, ref: str | None) -> str:
@@ -470,7 +484,7 @@ def deliver(
     messages: list[Any],
     channel: str,
     result: StepResult,
-    progress: Report = _quiet,
+    progress: Progress = NULL,
 ) -> dict[str, Any]:
     """Send each message once: skip what the ledger has done; for what was tried before and may
     have gone out (left `sending` by a crash, or `failed` after an answer that never came),
@@ -518,8 +532,9 @@ def deliver(
         ledger.mark_sending_many([m.key for m in to_send], plan.version, channel)
         before = None  # type: ignore[assignment]
 
-    total = len(to_send)
-    for n, (message, outcome) in enumerate(send_many(sender, to_send, before), start=1):
+    bar = progress.track(channel, len(to_send))
+    for message, outcome in send_many(sender, to_send, before):
+        bar.advance(failed=isinstance(outcome, DeliveryError))
         if isinstance(outcome, DeliveryError):
             ledger.mark_failed(message.key, str(outcome))
             result.failed.append((message.key, str(outcome)))
@@ -533,8 +548,7 @@ def deliver(
             else:
                 result.done += 1
             receipts[message.key] = outcome
-        if total > 20 and (n % max(1, total // 10) == 0 or n == total):
-            progress(f"{channel}: {n}/{total}")
+    bar.close()
     return receipts
 
 
@@ -736,7 +750,7 @@ def announce_step(
 
 
 def forum_step(
-    settings: Settings, ledger: Any, plan: Plan, senders: dict[str, Any], progress: Report = _quiet
+    settings: Settings, ledger: Any, plan: Plan, senders: dict[str, Any], progress: Progress = NULL
 ) -> tuple[str | None, StepResult]:
     """The changelog topic, then a reply on each fixed ticket's discussion."""
     from gestan_release.messages import forum_comments, forum_topic
@@ -757,7 +771,7 @@ def mail_step(
     plan: Plan,
     senders: dict[str, Any],
     topic_url: str | None,
-    progress: Report = _quiet,
+    progress: Progress = NULL,
 ) -> StepResult:
     """One mail per reporter, listing all their tickets of this release."""
     from gestan_release.messages import reporter_mails

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from gestan_release.errors import GestanReleaseError, GitError, ReleaseError
+from gestan_release.errors import FlowRunError, GestanReleaseError, GitError, ReleaseError
 from gestan_release.settings import Settings
 
 TAG_EVENT = "gestan.release.tagged"
@@ -26,6 +26,27 @@ class _ExpectedErrorFilter(logging.Filter):
         return True
 
 
+class _DisplayHookFilter(logging.Filter):
+    """Prefect logs two lines per task hook ("Running hook 'task_completed'…", "Hook … finished
+    running successfully"); those of the display hooks say nothing about the release."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from gestan_release.progress import HOOK_NAMES
+
+        msg = record.msg if isinstance(record.msg, str) else ""
+        return not (
+            msg.startswith(("Running hook '", "Hook '"))
+            and any(f"'{name}'" in msg for name in HOOK_NAMES)
+        )
+
+
+def quiet_display_hooks() -> None:
+    """Keep the display hooks' own log lines out of the run logs (idempotent)."""
+    logger = logging.getLogger("prefect.task_runs")
+    if not any(isinstance(f, _DisplayHookFilter) for f in logger.filters):
+        logger.addFilter(_DisplayHookFilter())
+
+
 def quiet_expected_errors() -> None:
     """One line per expected failure; and none of the temporary server's shutdown noise."""
     for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine", "prefect"):
@@ -37,6 +58,53 @@ def quiet_expected_errors() -> None:
         # database sessions) say nothing about the release.
         for name in ("prefect.server", "uvicorn.error", "prefect.server.services"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def flow_run_info(state: Any) -> dict[str, Any]:
+    """Id, name and UI address (None without PREFECT_UI_URL) of the run that ended in `state`."""
+    run_id = getattr(state.state_details, "flow_run_id", None)
+    info: dict[str, Any] = {"id": str(run_id) if run_id else None, "name": None, "url": None}
+    if run_id is None:
+        return info
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.utilities.urls import url_for
+
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_id)
+        info["name"] = run.name
+        info["url"] = url_for(run)
+    except Exception:  # the run is recorded; only its name and address are unknown here
+        pass
+    return info
+
+
+def flow_result(state: Any, with_run: bool = True) -> dict[str, Any]:
+    """The result of a finished flow run, with `flow_run` (id, name, url) added when asked; its
+    expected error raised as it is; any other error raised as one FlowRunError line naming the
+    run. A failure always names its run (one API call)."""
+    if state.is_completed():
+        result = dict(state.result())
+        if with_run:
+            result["flow_run"] = flow_run_info(state)
+        return result
+    run = flow_run_info(state)
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, GestanReleaseError):
+        exc.flow_run = run  # type: ignore[attr-defined]
+        raise exc
+    if not isinstance(exc, BaseException):
+        exc = RuntimeError(f"the run ended {state.type.value}: {state.message}")
+    first = (str(exc).strip().splitlines() or [""])[0]
+    where = f"`prefect flow-run logs {run['id']}`"
+    if run["url"]:
+        where = f"{run['url']} or {where}"
+    raise FlowRunError(
+        f"unexpected error in flow run {run['name'] or run['id']!r}: "
+        f"{type(exc).__name__}{': ' + first if first else ''}. This is a bug; the run's log "
+        f"holds the traceback: {where}",
+        flow_run=run,
+    ) from exc
 
 
 def emit_tag_event(settings: Settings, tag: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from gestan_release.errors import TicketError
+from gestan_release.progress import NULL, Progress
 from gestan_release.sqlitewait import retry_while_locked
 
 STATUSES = ("open", "fixed", "released")
@@ -586,7 +587,9 @@ class TicketStore:
         with self._session() as session, session.begin():
             return self._upsert(session, ticket, keep_status=True)
 
-    def import_rows(self, rows: Iterable[ImportRow | Ticket]) -> ImportSummary:
+    def import_rows(
+        self, rows: Iterable[ImportRow | Ticket], progress: Progress = NULL
+    ) -> ImportSummary:
         """Add or update every row in one transaction: all of them, or (on any error) none."""
         rows = [
             r if isinstance(r, ImportRow) else ImportRow(f"ticket {r.id}", r, True) for r in rows
@@ -600,9 +603,14 @@ class TicketStore:
                 )
             seen[row.ticket.id] = row.where
         counts = {"new": 0, "updated": 0, "unchanged": 0}
-        with self._session() as session, session.begin():
+        with (
+            progress.track("import", len(rows)) as bar,
+            self._session() as session,
+            session.begin(),
+        ):
             for row in rows:
                 counts[self._upsert(session, row.ticket, keep_status=not row.status_given)] += 1
+                bar.advance()
         return ImportSummary(**counts)
 
     def import_file(self, path: str | Path) -> ImportSummary:

@@ -102,19 +102,6 @@ def test_the_reporter_passes_everything_on_to_the_display() -> None:
     assert rec.updates[-1]["description"] == "mail : 2/2, 1 en échec"
 
 
-def test_the_pipelines_progress_lines_become_artifacts() -> None:
-    rec, lines = Recorder(), []
-    report = cockpit.report_with_artifacts(lines.append, **rec.hooks)
-    for n in (30, 60, 300):
-        report(f"mail: {n}/300")
-    report("forum: 10/40")
-    report("un texte sans compte")
-    assert lines[-1] == "un texte sans compte" and len(lines) == 5
-    assert [c["description"] for c in rec.created] == ["mail : 0/300", "forum : 0/40"]
-    mail = [u for u in rec.updates if u["artifact_id"] == "artifact-1"]
-    assert [u["progress"] for u in mail] == [10.0, 20.0, 100.0]
-
-
 def test_keys_and_event_ids_are_stable() -> None:
     assert cockpit.approval_key("15.4.1") == "approval-15-4-1"
     assert cockpit.approval_key("15.5.0-nightly.20261127") == "approval-15-5-0-nightly-20261127"

@@ -23,3 +23,24 @@ def warn(message: str) -> None:
 
 def note(message: str) -> None:
     print(f"gestan-release: {message}", file=sys.stderr)
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, json_format: bool = True) -> None:
+    """--verbose / --quiet (and --format text|json) for the commands that run a flow."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="every log line of Prefect and of the run, as the Prefect UI shows them",
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the result line (errors still)"
+    )
+    if json_format:
+        parser.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="json: one JSON document on stdout (see README), nothing else there",
+        )

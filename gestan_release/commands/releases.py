@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gestan_release.commands import note, settings_from
+from gestan_release.commands import add_output_options, note, settings_from
+from gestan_release.errors import GestanReleaseError
+
+if TYPE_CHECKING:
+    from gestan_release.console import View
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,18 +41,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="let these flash tickets of a U version be missing from this version (needs --reason)",
     )
     p.add_argument("--reason", help="why --allow-missing is right; recorded in the ledger")
+    add_output_options(p)
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser(
         "hotfix",
         help="cut the next U sub-version from a maintenance branch",
         description=(
-            "Cut the next U sub-version (15.4 U1 = 15.4.1) from release/X.Y (default: the newest "
-            "maintenance branch) and run the whole pipeline. Refused when it fixes no ticket."
+            "Cut the next U sub-version (15.4 U1 = 15.4.1) from a maintenance branch release/X.Y "
+            "and run the whole pipeline. Without --branch: the checked-out branch when it is a "
+            "maintenance branch, else the newest one (the first step line says which and why). "
+            "Refused when it fixes no ticket."
         ),
     )
-    p.add_argument("--branch", metavar="release/X.Y")
+    p.add_argument(
+        "--branch",
+        metavar="release/X.Y",
+        help="the maintenance branch (default: the checked-out one if it is one, else the newest)",
+    )
     p.add_argument("--dry-run", action="store_true", help="show everything, change nothing")
+    add_output_options(p)
     p.set_defaults(func=cmd_hotfix)
 
     p = sub.add_parser(
@@ -62,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--ref", metavar="REF")
+    add_output_options(p)
     p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser(
@@ -70,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the undone side effects of a release recorded in the ledger, once each.",
     )
     p.add_argument("version", metavar="VERSION")
+    add_output_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
@@ -120,24 +133,7 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def _show(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.markdown import Markdown
-
-    console = Console(stderr=False)
-    text = result.get("dry_run") or result.get("summary") or ""
-    if sys.stdout.isatty():
-        console.print(Markdown(text))
-    else:
-        sys.stdout.write(text)
-
-
-def run_flow(name: str, **params: Any) -> dict[str, Any]:
-    """Run one of the flows of `flows/` in this process and return its result."""
-    _prefect_env()
-    from gestan_release.prefect_support import quiet_expected_errors
-
-    quiet_expected_errors()
+def _flow(name: str) -> Any:
     if name == "release":
         from flows.release import release as fn
     elif name == "hotfix":
@@ -146,36 +142,64 @@ def run_flow(name: str, **params: Any) -> dict[str, Any]:
         from flows.nightly import nightly as fn
     else:
         from flows.resume import resume as fn
-    return fn(**params)
+    return fn
+
+
+def run_flow(name: str, view: View | None = None, **params: Any) -> dict[str, Any]:
+    """Run one of the flows of `flows/` in this process and return its result; shown through
+    `view` (steps, bars, Prefect's console tamed) when given. Raises the run's expected error,
+    or FlowRunError naming the run when it failed on a bug."""
+    _prefect_env()
+    from gestan_release.prefect_support import flow_result, quiet_expected_errors
+
+    quiet_expected_errors()
+    fn = _flow(name)
+    if view is None:
+        return flow_result(fn(**params, return_state=True))
+    with view.watching() as display:
+        if not os.environ.get("PREFECT_API_URL"):
+            display.running("starting a temporary Prefect server (PREFECT_API_URL is not set)")
+        state = fn(**params, return_state=True)
+    return flow_result(state, with_run=view.format == "json")
+
+
+def _run(args: argparse.Namespace, name: str, **params: Any) -> int:
+    """Run the flow, show how it ended, and say the exit code (README: exit codes)."""
+    from gestan_release.console import View
+
+    view = View.from_args(args)
+    try:
+        result = run_flow(name, view, repo=str(args.repo), **params)
+    except GestanReleaseError as exc:
+        # The error line itself is printed once, by the CLI's main; here only the summary or
+        # the JSON document of what happened before it.
+        view.outcome(name, getattr(exc, "outcome", {}) or {}, exc)
+        raise
+    return view.outcome(name, result)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    result = run_flow(
+    return _run(
+        args,
         "release",
-        repo=str(args.repo),
         bump=args.bump,
         ref=args.ref,
         dry_run=args.dry_run,
         allow_missing=args.allow_missing,
         reason=args.reason,
     )
-    _show(result)
-    return 0
 
 
 def cmd_hotfix(args: argparse.Namespace) -> int:
-    _show(run_flow("hotfix", repo=str(args.repo), branch=args.branch, dry_run=args.dry_run))
-    return 0
+    return _run(args, "hotfix", branch=args.branch, dry_run=args.dry_run)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    _show(run_flow("nightly", repo=str(args.repo), ref=args.ref))
-    return 0
+    return _run(args, "nightly", ref=args.ref)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    _show(run_flow("resume", repo=str(args.repo), version=args.version))
-    return 0
+    return _run(args, "resume", version=args.version)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

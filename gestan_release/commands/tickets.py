@@ -106,10 +106,14 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from gestan_release.console import View
     from gestan_release.tickets import read_import_file
 
     rows = read_import_file(args.file)  # checked completely before the store is even opened
-    summary = _store(args).import_rows(rows)
+    store = _store(args)
+    # A live bar on a terminal (on stderr, like the note), plain milestones otherwise.
+    with View(out=sys.stderr).watching(prefect=False) as display:
+        summary = store.import_rows(rows, display)
     note(str(summary))
     return 0
 

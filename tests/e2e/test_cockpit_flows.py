@@ -163,15 +163,17 @@ def test_long_steps_show_progress_artifacts(prefect_harness: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from gestan_release.cockpit import report_with_artifacts
+    from gestan_release import progress as progress_
+    from gestan_release.cockpit import ArtifactProgress
 
     @flow
     def fan_out() -> str:
         from prefect.runtime import flow_run
 
-        report = report_with_artifacts(get_run_logger().info)
-        for n in range(1, 41):
-            report(f"mail: {n}/40")
+        reporter = ArtifactProgress(progress_.logged(get_run_logger().info))
+        with reporter.track("mail", 40) as bar:
+            for _ in range(40):
+                bar.advance(1)
         return str(flow_run.get_id())
 
     run_id = fan_out()

@@ -1,0 +1,445 @@
+"""The terminal while a release runs: one line per step, live bars for long fan-outs, then the
+summary table; or one JSON document; or only the result line.
+
+Prefect keeps recording everything in its API/UI; only what reaches the terminal changes. By
+default Prefect's console handler shows WARNING and above, the run's own warnings are printed as
+our lines, and the records that report the run's failure (task log, task state, flow log) are
+left out: the CLI says the error once at the end. `--verbose` restores every log line, `--quiet`
+prints only the result line. Colours and live displays are off when the stream is not a terminal
+or `NO_COLOR` is set, so CI logs stay plain and line-based.
+
+Where it goes: in text mode the display and the summary go to stdout; with `--format json` stdout
+holds the JSON document alone and the display goes to stderr. Errors always go to stderr.
+
+rich and Prefect are imported inside the functions: this module is loaded by read-only commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from gestan_release import progress as progress_mod
+from gestan_release.progress import NULL, CountingTracker, Progress, Tracker, milestones
+
+QUIET, NORMAL, VERBOSE = "quiet", "normal", "verbose"
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+_SYMBOLS = {"ok": ("✓", "green"), "warn": ("⚠", "yellow"), "failed": ("✗", "red")}
+_SYMBOLS["skipped"] = ("–", "dim")
+
+
+def no_color() -> bool:
+    """https://no-color.org: set and not empty."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def make_console(stream: TextIO) -> Any:
+    """A rich console on `stream`: no styling at all under NO_COLOR (not even bold)."""
+    from rich.console import Console
+
+    options: dict[str, Any] = {"file": stream, "highlight": False, "emoji": False}
+    if no_color():
+        options["color_system"] = None
+    console = Console(**options)
+    if not console.is_terminal:  # a log file or a pipe: never wrap a line to fit 80 columns
+        console = Console(**options, width=100_000)
+    return console
+
+
+def live_capable(console: Any) -> bool:
+    return bool(console.is_terminal and not console.is_dumb_terminal and not no_color())
+
+
+# --------------------------------------------------------------------------------------------
+# The display: a Progress for the terminal
+# --------------------------------------------------------------------------------------------
+class _PlainTracker(CountingTracker):
+    """Milestone lines (about every tenth) for a log that is read later."""
+
+    def __init__(self, display: TerminalDisplay, label: str, total: int | None) -> None:
+        super().__init__(label, total)
+        self._display = display
+        self._due = milestones(total)
+
+    def advance(self, n: int = 1, *, failed: bool = False) -> None:
+        before = self.done
+        super().advance(n, failed=failed)
+        if any(self._due(k) for k in range(before + 1, self.done + 1)):
+            self._display.line(f"  {self.label}: {self.counts()}", style="dim")
+
+
+class _BarTracker(CountingTracker):
+    """A live bar; when closed its final state stays on screen above the live region."""
+
+    def __init__(self, display: TerminalDisplay, label: str, total: int | None) -> None:
+        super().__init__(label, total)
+        self._display = display
+        self._bars = display._bars
+        self._id = self._bars.add_task(label, total=total, failed="")
+
+    def advance(self, n: int = 1, *, failed: bool = False) -> None:
+        super().advance(n, failed=failed)
+        self._bars.update(
+            self._id, advance=n, failed=f"{self.failed} failed" if self.failed else ""
+        )
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        task = next((t for t in self._bars.tasks if t.id == self._id), None)
+        if task is None:
+            return
+        if task.total is None:
+            self._bars.update(self._id, total=self.done, completed=self.done)
+        final = self._bars.make_tasks_table([task])
+        self._bars.remove_task(self._id)
+        self._display.console.print(final)
+
+
+class _Activity:
+    """The spinner line under the bars: what is running now (nothing when idle)."""
+
+    def __init__(self) -> None:
+        from rich.spinner import Spinner
+
+        self.spinner = Spinner("dots", text="", style="cyan")
+        self.text = ""
+
+    def set(self, text: str) -> None:
+        from rich.text import Text
+
+        self.text = text
+        self.spinner.update(text=Text(text))
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return self.spinner if self.text else Text("")
+
+
+def _rate_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Items per second (the average once finished)."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+    return RateColumn()
+
+
+class TerminalDisplay:
+    """`Progress` on a rich console: live (bars and a spinner) on a terminal, plain lines
+    otherwise. Use as a context manager: the live region exists between enter and exit."""
+
+    def __init__(self, console: Any, *, live: bool) -> None:
+        self.console = console
+        self.live = live
+        self._live: Any = None
+        self._bars: Any = None
+        self._activity: _Activity | None = None
+
+    # -- lifetime ------------------------------------------------------------------------
+    def __enter__(self) -> TerminalDisplay:
+        if self.live:
+            from rich.console import Group
+            from rich.live import Live
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bars
+
+            self._bars = Bars(
+                TextColumn("  {task.description}"),
+                BarColumn(bar_width=30),
+                MofNCompleteColumn(),
+                TextColumn("[red]{task.fields[failed]}"),
+                _rate_column(),
+                TimeElapsedColumn(),
+                console=self.console,
+                auto_refresh=False,
+            )
+            self._activity = _Activity()
+            self._live = Live(
+                Group(self._bars, self._activity),
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+            )
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            for task in list(self._bars.tasks):  # a fan-out cut short: keep where it stopped
+                self.console.print(self._bars.make_tasks_table([task]))
+                self._bars.remove_task(task.id)
+            self._activity.set("")
+            self._live.stop()
+            self._live = None
+
+    @property
+    def is_live(self) -> bool:
+        return self._live is not None
+
+    # -- Progress ------------------------------------------------------------------------
+    def track(self, label: str, total: int | None) -> Tracker:
+        if self.is_live and (total is None or total > 1):
+            return _BarTracker(self, label, total)
+        if self.is_live:
+            return CountingTracker(label, total)  # one item: its step line says it all
+        return _PlainTracker(self, label, total)
+
+    def step(self, name: str, outcome: str, *, status: str = "ok") -> None:
+        from rich.text import Text
+
+        symbol, style = _SYMBOLS.get(status, _SYMBOLS["ok"])
+        text = Text()
+        text.append(f"{symbol} ", style=style)
+        text.append(name, style="bold")
+        text.append(f": {outcome}")
+        if self._activity is not None:
+            self._activity.set("")
+        self.console.print(text)
+
+    def running(self, name: str, attempt: int = 1) -> None:
+        if attempt > 1:
+            self.line(f"↻ {name}: attempt {attempt}", style="yellow")
+        if self._activity is not None:
+            self._activity.set(f"{name} …" if attempt <= 1 else f"{name} (attempt {attempt}) …")
+
+    def warn(self, message: str) -> None:
+        self.line(f"⚠ {message}", style="yellow")
+
+    # -- plain output above the live region ----------------------------------------------
+    def line(self, text: str, style: str | None = None) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text, style=style or ""))
+
+    def log(self, text: str) -> None:
+        """A log record of another library, printed as it was formatted."""
+        from rich.text import Text
+
+        self.console.print(Text(text), soft_wrap=True)
+
+
+class _TerminalFilter(logging.Filter):
+    """On Prefect's console handler only (the API handler still gets every record): what a
+    release manager reads in the terminal."""
+
+    def __init__(self, handler: logging.Handler, display: Any, threshold: int) -> None:
+        super().__init__()
+        self.handler = handler
+        self.display = display
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.threshold:
+            return False
+        from_run = record.name.startswith(RUN_LOGGERS)
+        if from_run and record.levelno >= logging.ERROR:
+            # The task's exception, its state, the flow's exception and state: four copies of
+            # the error that the CLI says once (with the run to look at when it is a bug).
+            return False
+        if from_run and isinstance(self.display, TerminalDisplay):
+            self.display.warn(record.getMessage())
+            return False
+        if isinstance(self.display, TerminalDisplay) and self.display.is_live:
+            self.display.log(self.handler.format(record))
+            return False
+        return True
+
+
+class _AfterRun(logging.Filter):
+    """Left on the console handler after a run: the temporary server's "Stopping…" notice,
+    logged at exit, is not news either."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "prefect" and record.levelno < logging.WARNING)
+
+
+_AFTER_RUN = _AfterRun()
+
+
+def _console_handlers() -> list[logging.Handler]:
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    handlers: list[logging.Handler] = []
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for h in lg.handlers:
+            if isinstance(h, PrefectConsoleHandler) and h not in handlers:
+                handlers.append(h)
+    return handlers
+
+
+@contextlib.contextmanager
+def prefect_terminal(verbosity: str, display: Any) -> Iterator[None]:
+    """Prefect's console output for the duration of a run: WARNING and no failure copies by
+    default, ERROR when quiet, everything when verbose. Filters, not handler levels: Prefect
+    may re-apply its logging configuration (and the handler levels) while a run starts."""
+    handlers = _console_handlers()
+    for h in handlers:
+        h.removeFilter(_AFTER_RUN)
+    if verbosity == VERBOSE:
+        yield
+        return
+    threshold = logging.ERROR if verbosity == QUIET else logging.WARNING
+    filters = [(h, _TerminalFilter(h, display, threshold)) for h in handlers]
+    for h, f in filters:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        for h, f in filters:
+            h.removeFilter(f)
+            h.addFilter(_AFTER_RUN)
+
+
+# --------------------------------------------------------------------------------------------
+# What a command shows: options, display, outcome
+# --------------------------------------------------------------------------------------------
+@dataclass
+class View:
+    """How one command shows its run: text or JSON, quiet, normal or verbose."""
+
+    format: str = "text"
+    verbosity: str = NORMAL
+    out: TextIO | None = None
+    err: TextIO | None = None
+    display: Any = field(default=None, init=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> View:
+        verbosity = (
+            QUIET
+            if getattr(args, "quiet", False)
+            else VERBOSE
+            if getattr(args, "verbose", False)
+            else NORMAL
+        )
+        return cls(getattr(args, "format", "text"), verbosity)
+
+    @property
+    def stdout(self) -> TextIO:
+        return self.out or sys.stdout
+
+    @property
+    def stderr(self) -> TextIO:
+        return self.err or sys.stderr
+
+    def _display_stream(self) -> TextIO:
+        return self.stderr if self.format == "json" else self.stdout
+
+    def make_display(self) -> Progress:
+        if self.verbosity == QUIET:
+            return NULL
+        console = make_console(self._display_stream())
+        # --verbose interleaves Prefect's lines: a live region would be torn by them.
+        return TerminalDisplay(console, live=self.verbosity == NORMAL and live_capable(console))
+
+    @contextlib.contextmanager
+    def watching(self, *, prefect: bool = True) -> Iterator[Progress]:
+        """The display for the duration of the work (and Prefect's console tamed, if asked)."""
+        display = self.make_display()
+        self.display = display
+        with contextlib.ExitStack() as stack:
+            if isinstance(display, TerminalDisplay):
+                stack.enter_context(display)
+            if prefect:
+                stack.enter_context(prefect_terminal(self.verbosity, display))
+            stack.enter_context(progress_mod.using(display))
+            yield display
+
+    # -- the end of a run ----------------------------------------------------------------
+    def outcome(self, command: str, result: dict[str, Any], error: Exception | None = None) -> int:
+        """Show how the run ended (summary, result line or JSON); return the exit code."""
+        code = exit_code_of(error)
+        if self.format == "json":
+            doc = json_document(command, result, error, code)
+            self.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+            self.stdout.flush()
+            return code
+        if self.verbosity == QUIET:
+            line = result_line(result, error)
+            if line:
+                self.stdout.write(line + "\n")
+            return code
+        text = result.get("dry_run") or result.get("summary")
+        if text:
+            console = make_console(self.stdout)
+            if console.is_terminal:
+                from rich.markdown import Markdown
+
+                console.print(Markdown(text))
+            else:
+                self.stdout.write(text)
+            self.stdout.flush()
+        return code
+
+
+def exit_code_of(error: BaseException | None) -> int:
+    if error is None:
+        return 0
+    return int(getattr(error, "exit_code", 1))
+
+
+def result_line(result: dict[str, Any], error: BaseException | None = None) -> str:
+    """One line that says how it ended (the error itself goes to stderr)."""
+    if not result.get("version"):
+        return ""
+    name = f"{result.get('label', result['version'])} ({result['version']})"
+    if result.get("dry_run"):
+        return f"{name}: dry run, nothing changed"
+    state = result.get("state", "released" if error is None else "failed")
+    if state == "released":
+        return f"{name}: released, {result.get('tickets', 0)} ticket(s)"
+    left = len(result.get("left", []))
+    published = "published, " if result.get("published") else "not published, "
+    return f"{name}: {state}, {published}{left} delivery(ies) left"
+
+
+def json_document(
+    command: str, result: dict[str, Any], error: BaseException | None, code: int
+) -> dict[str, Any]:
+    """The `--format json` document of release, hotfix, nightly and resume (README)."""
+    doc: dict[str, Any] = {
+        "command": command,
+        "exit_code": code,
+        "state": result.get("state") or ("failed" if error is not None else "released"),
+        "version": result.get("version"),
+        "label": result.get("label"),
+        "tag": result.get("tag"),
+        "kind": result.get("kind"),
+        "branch": result.get("branch"),
+        "branch_reason": result.get("branch_reason"),
+        "published": result.get("published"),
+        "tickets": result.get("tickets"),
+        "steps": result.get("steps", []),
+        "left": result.get("left", []),
+        "warnings": result.get("warnings", []),
+        "flow_run": result.get("flow_run") or getattr(error, "flow_run", None),
+        "error": None,
+    }
+    if result.get("dry_run"):
+        doc["preview"] = result["dry_run"]
+    if result.get("summary"):
+        doc["summary"] = result["summary"]
+    if error is not None:
+        doc["error"] = {"type": type(error).__name__, "message": str(error)}
+    return doc
