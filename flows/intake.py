@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.utilities.annotations import quote
 
 from flows.common import OPTS, RETRY, load_settings
+from gestan_release import progress
 from gestan_release.errors import DeliveryError
 from gestan_release.settings import Settings
 
@@ -23,7 +24,13 @@ def sync_step(settings: Settings, full: bool) -> Any:
 
     store = IntakeStore(settings.database_url)
     with ForumReader.from_settings(settings) as reader:
-        return sync(settings, reader, store, full=True if full else None, progress=_log)
+        return sync(
+            settings,
+            reader,
+            store,
+            full=True if full else None,
+            progress=progress.logged(get_run_logger().info),
+        )
 
 
 @task(name="acknowledge", **OPTS, **RETRY)
@@ -35,10 +42,6 @@ def ack_step(settings: Settings) -> Any:
 
     url = settings.database_url
     return run_ack(settings, IntakeStore(url), Ledger(url), None)
-
-
-def _log(message: str) -> None:
-    get_run_logger().debug(message)
 
 
 @flow(name="intake", description="Take triaged bug reports in from the forum; acknowledge them.")

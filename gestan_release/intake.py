@@ -32,18 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gestan_release.errors import ConfigError
+from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority, Ticket, ticket_from_mapping
 
 log = logging.getLogger("gestan_release.intake")
 
-Report = Callable[[str], None]
 # Edits committed while we read a page may carry a date just before the newest one we saw.
 UPDATE_OVERLAP = dt.timedelta(minutes=10)
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +347,7 @@ def sync(
     *,
     full: bool | None = None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-    progress: Report = _quiet,
+    progress: Progress = NULL,
 ) -> SyncSummary:
     """Read the bug categories into the store; see the module docstring. `full=None` lets the
     `FORUM_FULL_SYNC_HOURS` schedule decide."""
@@ -406,7 +402,7 @@ class _CategorySync:
         bug_ids: set[int],
         full: bool,
         started: dt.datetime,
-        progress: Report,
+        progress: Progress,
     ) -> None:
         from gestan_release.intake_store import DELETED, ECARTE
 
@@ -417,9 +413,10 @@ class _CategorySync:
             # A full scan resumes where a crash stopped it (`full_after`); deletions are looked
             # for among the ids this run covered.
             start = cursor.get("full_after", 0)
-            for rows in reader.discussions(cid, after_id=start):
-                self.write(rows, advance=True, full_scan=True)
-                progress(f"{entry}: {summary.read} discussion(s) read")
+            with progress.track(f"forum {entry}", None) as bar:
+                for rows in reader.discussions(cid, after_id=start):
+                    self.write(rows, advance=True, full_scan=True)
+                    bar.advance(len(rows))
             known = store.report_ids(cid, exclude_states=(DELETED,))
             for gone in sorted(i for i in known - self.seen if i > start):
                 row = reader.discussion(gone)
@@ -433,9 +430,10 @@ class _CategorySync:
                     summary.set_aside.append((gone, reason))
             cursor.pop("full_after", None)
         else:
-            for rows in reader.discussions(cid, after_id=cursor["after_id"]):
-                self.write(rows, advance=True)
-                progress(f"{entry}: {summary.read} discussion(s) read")
+            with progress.track(f"forum {entry}", None) as bar:
+                for rows in reader.discussions(cid, after_id=cursor["after_id"]):
+                    self.write(rows, advance=True)
+                    bar.advance(len(rows))
             if cursor["updated_since"]:
                 since = _iso(dt.datetime.fromisoformat(cursor["updated_since"]))
                 for rows in reader.discussions(cid, updated_since=since):

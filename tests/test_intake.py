@@ -159,6 +159,24 @@ def test_pages_are_all_followed_and_a_deletion_between_two_pages_skips_nothing(
     assert all("page=" not in r.raw_target for r in lists)  # keyset, not offsets
 
 
+def test_the_sync_reports_its_pages_to_whoever_watches(settings, forum, clock):
+    from gestan_release.progress import CountingTracker
+
+    bars: list[CountingTracker] = []
+
+    class Watcher:
+        def track(self, label, total):
+            bars.append(CountingTracker(label, total))
+            return bars[-1]
+
+    for n in range(1, 131):
+        report(forum, f"Bug{n} numéro {n}", "basse")
+    run(settings, forum, clock, progress=Watcher())
+    assert [(b.label, b.total, b.done, b.closed) for b in bars] == [
+        ("forum signaler-un-bug", None, 130, True)
+    ]
+
+
 def test_a_deleted_discussion_is_recorded_with_a_reason_by_the_full_scan(settings, forum, clock):
     a = report(forum, "Alice bug", "haute")
     b = report(forum, "Bruno bug", "haute")

@@ -112,11 +112,15 @@ def run_ack(settings: Any, store: Any, ledger: Any, ids: list[int] | None) -> An
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from gestan_release.channels.forum_reader import ForumReader
+    from gestan_release.console import View
     from gestan_release.intake import sync
 
     settings, store, ledger = _open(args)
-    with ForumReader.from_settings(settings) as reader:
-        summary = sync(settings, reader, store, full=True if args.full else None, progress=_tty)
+    with (
+        ForumReader.from_settings(settings) as reader,
+        View(out=sys.stderr).watching(prefect=False) as display,
+    ):
+        summary = sync(settings, reader, store, full=True if args.full else None, progress=display)
     for tid, old, new in summary.reprioritised:
         note(f"#{tid}: priority {old} → {new}")
     for tid, reason in summary.set_aside:
@@ -132,11 +136,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def cmd_ack(args: argparse.Namespace) -> int:
     settings, store, ledger = _open(args)
     return _print_ack(run_ack(settings, store, ledger, args.ids or None))
-
-
-def _tty(message: str) -> None:
-    if sys.stderr.isatty():
-        print(f"\r{message}", end="", file=sys.stderr, flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
