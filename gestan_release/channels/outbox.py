@@ -27,7 +27,7 @@ from gestan_release.channels.base import (
     Receipt,
     Sender,
 )
-from gestan_release.channels.mailmsg import address, build_email
+from gestan_release.channels.mailmsg import address, as_bytes, build_email
 from gestan_release.errors import DeliveryError
 
 DEFAULT_MAIL_FROM = "Support Gestan <support@gestan.fr>"
@@ -105,7 +105,7 @@ class MaildirOutbox:
         existing = self.find_existing(mail)
         if existing is not None:
             return existing
-        data = build_email(mail, self.mail_from, self.reply_to).as_bytes()
+        data = as_bytes(mail, build_email(mail, self.mail_from, self.reply_to))
         for sub in ("tmp", "new", "cur"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         final = self.directory / "new" / self.file_name(mail)
