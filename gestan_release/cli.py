@@ -15,6 +15,7 @@ import importlib
 import sys
 
 from gestan_release.errors import GestanReleaseError
+from gestan_release.scrub import scrub
 
 # Modules that register commands, in `--help` order.
 COMMAND_MODULES = (
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except GestanReleaseError as exc:
-        print(f"gestan-release: error: {exc}", file=sys.stderr)
+        print(f"gestan-release: error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gestan-release: interrupted", file=sys.stderr)

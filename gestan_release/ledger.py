@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gestan_release import db
 from gestan_release.errors import ReleaseError
+from gestan_release.scrub import scrub
 
 # Delivery states. `pending_approval` is done as far as we are concerned: the forum holds the post
 # for moderation and posting it again would make a duplicate.
@@ -448,7 +449,8 @@ class Ledger:
 
     def mark_failed(self, key: str, error: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(_SQL.failed, {"k": key, "err": _clip(error), "now": _now()})
+            # Scrubbed again here: whatever reached this point, no secret is ever stored.
+            conn.execute(_SQL.failed, {"k": key, "err": _clip(scrub(error)), "now": _now()})
 
     # -- lock --------------------------------------------------------------------------------
     def acquire(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gestan_release.errors import ConfigError
+from gestan_release.scrub import remember
 
 ENV_PREFIX = "GESTAN_RELEASE_"
 TOML_NAME = "gestan-release.toml"
@@ -30,6 +31,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        remember(value)  # whatever a peer echoes back, this value is scrubbed from errors
 
     def get_secret_value(self) -> str:
         return self._value
