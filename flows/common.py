@@ -196,6 +196,9 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
         publish_step(quote(settings), quote(ledger), quote(plan), quote(artifacts), None)
     )
     if plan.kind != "nightly":
+        # Installs can get the fixes once the update endpoint has the version: the tickets are
+        # released then, whatever happens to the announcements below.
+        results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
         senders = senders_for(settings)
         try:
             results.append(
@@ -210,7 +213,6 @@ def ship(settings: Settings, plan: Plan) -> dict[str, Any]:
             )
         finally:
             close_all(senders)
-        results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
     for r in results:
         logger.info(r.line())
     complete, text = pipeline.summary(ledger, plan, results)
