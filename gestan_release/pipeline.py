@@ -42,6 +42,7 @@ from gestan_release.planning import (
 )
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority, lookup_tickets
+from gestan_release.validation import url_host
 from gestan_release.versions import Kind, Version, release_version
 
 log = logging.getLogger("gestan_release.pipeline")
@@ -368,6 +369,7 @@ def release_notes(settings: Settings, plan: Plan, changelog: Changelog | None = 
         changelog=changelog or changelog_of(settings, plan),
         download_url=f"{settings.download_base_url.rstrip('/')}/{plan.version}/",
         forum_category_url=f"{base}/categories/{settings.forum_category}",
+        forum_host=url_host(settings.forum_base_url),
     )
 
 

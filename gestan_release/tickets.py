@@ -171,7 +171,7 @@ def parse_reporter(text: str) -> tuple[str, str]:
     from email.utils import getaddresses
 
     try:
-        check_text("--reporter", text, limit=MAX_NAME + 100)
+        check_text("--reporter", text, limit=MAX_NAME + 100, header=True)
     except ValueError as exc:
         raise TicketError(str(exc)) from None
     pairs = getaddresses([text])
@@ -219,6 +219,12 @@ def _as_text(name: str, value: Any, limit: int | None = None) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, not {excerpt(value)}")
     return check_text(name, value.strip(), limit=limit)
+
+
+def _as_name(value: Any) -> str:
+    # The name goes into the To: header of the mails: the header rules apply.
+    text = _as_text("reporter_name", value)
+    return check_text("reporter_name", text, limit=MAX_NAME, header=True)
 
 
 def _optional_text(name: str, value: Any) -> str | None:
@@ -279,7 +285,7 @@ def ticket_from_mapping(
     check("id", _as_id)
     check("title", lambda v: _as_text("title", v, MAX_TITLE))
     check("priority", lambda v: Priority.parse(_as_text("priority", v, 20)))
-    check("reporter_name", lambda v: _as_text("reporter_name", v, MAX_NAME))
+    check("reporter_name", lambda v: _as_name(v))
     check("reporter_email", lambda v: validate_email_address(_as_text("reporter_email", v)))
     check("forum_url", lambda v: _as_forum_url(v, forum_host))
     check("forum_tracked", lambda v: _as_bool("forum_tracked", v))

@@ -12,6 +12,8 @@ What is refused in names, titles, addresses, URLs and Message-IDs:
 - bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): they reorder
   what a reader sees ("Trojan Source", CVE-2021-42574), e.g. an address shown backwards in a mail
   client. The plain marks LRM, RLM and ALM, which mixed French/Arabic/Hebrew text needs, are kept;
+- in names (what goes into a mail header), RFC 2047 encoded-word syntax `=?…?=`, which a mail
+  client would decode into any other text (control characters included);
 - invisible characters that no script needs (zero-width space U+200B, word joiner U+2060,
   invisible operators U+2061–U+2064, U+FEFF, the Mongolian vowel separator U+180E and the Hangul
   fillers): they make two different texts look the same, or hide a mention or a link from our
@@ -40,6 +42,8 @@ _INVISIBLE = "\u200b\u2060-\u2064\ufeff\u180e\u115f\u1160\u3164\uffa0"
 # Cc is exactly U+0000–U+001F and U+007F–U+009F; TAB (U+0009) is allowed.
 _UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029{_BIDI}{_INVISIBLE}]")
 _ASCII_ID = re.compile(r"[0-9]+")
+# An RFC 2047 encoded-word, or anything a lenient mail client could take for one.
+_ENCODED_WORD = re.compile(r"=\?.*\?=", re.DOTALL)
 # ASCII that RFC 3986 never allows in a URL (blanks, quotes, angle brackets, backslash, ...).
 _URL_FORBIDDEN = re.compile(r'[\s"<>\\^`{|}]')
 # A Message-ID without its angle brackets: local@domain, no blanks, no brackets.
@@ -83,13 +87,16 @@ def unsafe_char(text: str) -> tuple[int, str] | None:
     return (match.start(), match.group()) if match else None
 
 
-def is_clean(text: str) -> bool:
-    return _UNSAFE.search(text) is None
+def is_clean(text: str, *, header: bool = False) -> bool:
+    """Whether `check_text` accepts `text` (length aside)."""
+    return _UNSAFE.search(text) is None and not (header and _ENCODED_WORD.search(text))
 
 
-def check_text(what: str, value: str, *, limit: int | None = None) -> str:
+def check_text(what: str, value: str, *, limit: int | None = None, header: bool = False) -> str:
     """`value` if it holds no refused character (see the module docstring) and fits `limit`;
-    ValueError naming the character and its position otherwise."""
+    ValueError naming the character and its position otherwise. `header`: the value goes into a
+    mail header (a name): RFC 2047 encoded-word syntax `=?…?=` is refused too, since mail clients
+    would decode it into other text than the one we checked."""
     found = unsafe_char(value)
     if found is not None:
         position, char = found
@@ -103,6 +110,11 @@ def check_text(what: str, value: str, *, limit: int | None = None) -> str:
         raise ValueError(f"{what} {reason}")
     if limit is not None and len(value) > limit:
         raise ValueError(f"{what} is {len(value)} characters long (at most {limit})")
+    if header and _ENCODED_WORD.search(value):
+        raise ValueError(
+            f"{what} {excerpt(value)} contains '=?…?=', which mail programs decode (RFC 2047) into "
+            f"other text: refused"
+        )
     return value
 
 

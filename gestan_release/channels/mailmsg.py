@@ -32,7 +32,7 @@ def check_header_value(value: str | None, what: str) -> None:
     if value is None:
         return
     try:
-        check_text(what, value)
+        check_text(what, value, header=True)
     except ValueError as exc:
         raise DeliveryError(
             f"{exc}; refused so that it cannot add a mail header: fix it at its source (the "
