@@ -79,6 +79,8 @@ class Settings:
     updates_token: Secret | None = field(default=None, metadata=SECRET)
     updates_signing_key: Path | None = None
     updates_channels: tuple[str, ...] = ("stable", "nightly")
+    # Nightlies a channel's manifest keeps (besides the latest per line and stepping stones).
+    updates_keep_nightlies: int = 30
     # Where desktop installs download the artifacts of a release: `<base>/<version>/<file>`.
     download_base_url: str = "https://www.gestan.fr/telechargement"
     # How long a second run on the same repository waits for the first to finish (seconds).

@@ -192,7 +192,12 @@ def local_store(settings: Settings, data_dir: Any = None) -> Store:
     if settings.updates_signing_key is None:
         raise ConfigError("UPDATES_SIGNING_KEY is not set")
     signer = Signer.from_file(settings.updates_signing_key, create=True)
-    return Store(Path(data_dir) if data_dir else settings.updates_dir, signer)
+    if settings.updates_keep_nightlies < 1:
+        raise ConfigError(
+            f"UPDATES_KEEP_NIGHTLIES must be at least 1, not {settings.updates_keep_nightlies}"
+        )
+    root = Path(data_dir) if data_dir else settings.updates_dir
+    return Store(root, signer, keep_nightlies=settings.updates_keep_nightlies)
 
 
 def publisher_for(settings: Settings) -> Publisher:
