@@ -24,6 +24,7 @@ from gestan_release.errors import ReleaseError
 from gestan_release.templating import render_template
 from gestan_release.templating import safe_url as _safe_url
 from gestan_release.tickets import Priority, Ticket
+from gestan_release.validation import without_unsafe
 from gestan_release.versions import Version
 
 X_MAX_WEIGHTED_LENGTH = 280
@@ -179,8 +180,9 @@ def _nfc(text: str) -> str:
 
 
 def _flat(text: str) -> str:
-    """User text on one line (a title or a name cannot add lines to a message)."""
-    return " ".join(str(text).split())
+    """User text on one line (a title or a name cannot add lines to a message), without the
+    characters `gestan_release.validation` refuses (data stored before it was validated)."""
+    return " ".join(without_unsafe(str(text)).split())
 
 
 @dataclass(frozen=True)

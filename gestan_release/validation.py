@@ -75,6 +75,12 @@ def excerpt(value: object, limit: int = EXCERPT) -> str:
     return (repr(cut) if isinstance(value, str) else cut) + "…"
 
 
+def without_unsafe(text: str) -> str:
+    """`text` with every refused character replaced by a space: for data that reached the store
+    before it was validated, on its way into a post (the mail builder refuses it instead)."""
+    return _UNSAFE.sub(" ", text)
+
+
 def describe_char(char: str) -> str:
     """`U+000C (FORM FEED)`: how an error names an invisible character."""
     name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "control character")
