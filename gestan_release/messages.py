@@ -38,8 +38,10 @@ _SCHEME_URL = re.compile(
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _WWW = re.compile(r"\bwww\.[^\s<>\"]*", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_MENTION = re.compile(r"(?<![\w&])([@＠])(?=[\w\"])")
-_TAG = re.compile(r"(?<![\w&])([#＃$＄])(?=[^\W\d])")
+# Only an ASCII letter, digit or "_" before the sign spares it: X takes "é@x" or "²@x" for a
+# mention (twitter-text), so anything else before it is neutralised.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[\w\"])")
+_TAG = re.compile(r"(?<![A-Za-z0-9_])([#＃$＄])(?=[^\W\d])")
 _NBSP = "\u00a0"
 
 
