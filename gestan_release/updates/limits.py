@@ -58,13 +58,33 @@ _431 = (
 )
 
 
-def _waiting_of(server_state: Any) -> OrderedDict[Any, None]:
-    """The connections of one server without a request in progress, oldest first."""
-    waiting = getattr(server_state, "gestan_waiting", None)
-    if waiting is None:
-        waiting = OrderedDict()
-        server_state.gestan_waiting = waiting
-    return waiting
+class _Waiting:
+    """The connections of one server without a request in progress, oldest first, with the time
+    they started waiting; one timer sweeps those past `timeout` (no timer per request)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.interval = min(1.0, timeout / 2)
+        self.since: OrderedDict[Any, float] = OrderedDict()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: Any) -> None:
+        self.since[conn] = self.loop.time()
+        self.since.move_to_end(conn)
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.interval, self._sweep)
+
+    def _sweep(self) -> None:
+        self.timer = None
+        deadline = self.loop.time() - self.timeout
+        while self.since:
+            conn, since = next(iter(self.since.items()))
+            if since > deadline:
+                break
+            conn._drop()
+        if self.since:
+            self.timer = self.loop.call_later(self.interval, self._sweep)
 
 
 def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protocol]:
@@ -75,55 +95,45 @@ def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protoc
 
     class Guarded(base):  # type: ignore[valid-type, misc]
         _head = 0
-        _timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self._waiting = _waiting_of(self.server_state)
-            self._wait_for_request()
+            state = self.server_state
+            waiting = getattr(state, "gestan_waiting", None)
+            if waiting is None:
+                waiting = state.gestan_waiting = _Waiting(self.loop, timeout)
+            self._waiting = waiting
+            waiting.add(self)
             excess = len(self.connections) - max_connections
-            while excess > 0 and self._waiting:
-                oldest = next(iter(self._waiting))
+            while excess > 0:
+                oldest = next(iter(waiting.since))
                 if oldest is self:
                     break
                 oldest._drop()
                 excess -= 1
 
-        def _wait_for_request(self) -> None:
-            self._head = 0
-            self._waiting[self] = None
-            self._waiting.move_to_end(self)
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.loop.call_later(timeout, self._drop)
-
         def _busy(self) -> bool:
             cycle = self.cycle
             return cycle is not None and not cycle.response_complete
 
-        def _request_started(self) -> None:
-            self._waiting.pop(self, None)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
         def _drop(self) -> None:
             """Close a connection that has no request in progress."""
-            self._waiting.pop(self, None)
+            self._waiting.since.pop(self, None)
             if not self._busy() and not self.transport.is_closing():
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
-            waiting = self in self._waiting
+            since = self._waiting.since
+            waiting = self in since
             if waiting:
                 self._head += len(data)
             super().data_received(data)
             if not waiting:
                 return
             if self._busy():
-                self._request_started()
+                since.pop(self, None)  # a request started: no more head to wait for
             elif self._head > max_head and not self.transport.is_closing():
-                self._waiting.pop(self, None)
+                since.pop(self, None)
                 self.transport.write(_431)
                 self.transport.close()
 
@@ -131,13 +141,11 @@ def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protoc
             super().on_response_complete()
             if self.transport.is_closing() or self._busy():
                 return  # closing, or a pipelined request already started
-            self._wait_for_request()
+            self._head = 0
+            self._waiting.add(self)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._waiting.pop(self, None)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._waiting.since.pop(self, None)
             super().connection_lost(exc)
 
     Guarded.__name__ = f"Guarded{base.__name__}"

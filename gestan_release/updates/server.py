@@ -207,7 +207,20 @@ class UpdateServer:
             return
         method = scope["method"]
         try:
-            answer = await self._answer(scope, receive, method)
+            self._maybe_reload()
+            path = scope["path"]
+            if path == "/v1/check":
+                if method == "GET" or method == "HEAD":
+                    answer = self.check(scope["query_string"])
+                else:
+                    answer = _not_allowed(_READ)
+            elif path.startswith("/v1/channels/"):
+                answer = await self._channels(scope, receive, method, path)
+            elif path == "/healthz":
+                ok = method in ("GET", "HEAD")
+                answer = _Answer(200, [_NO_STORE], b"ok") if ok else _not_allowed(_READ)
+            else:
+                answer = _NOT_FOUND
         except Exception as exc:  # a bug: one line per kind of failure, never a flood
             answer = self._bug(scope, exc)
         headers = answer.headers
@@ -215,23 +228,6 @@ class UpdateServer:
             headers = [*headers, (b"content-length", b"%d" % len(answer.body))]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
-
-    async def _answer(self, scope: dict, receive: Any, method: str) -> _Answer:
-        self._maybe_reload()
-        path = scope["path"]
-        if path == "/v1/check":
-            return (
-                self.check(scope["query_string"])
-                if method in ("GET", "HEAD")
-                else _not_allowed(_READ)
-            )
-        if path.startswith("/v1/channels/"):
-            return await self._channels(scope, receive, method, path)
-        if path == "/healthz":
-            if method not in ("GET", "HEAD"):
-                return _not_allowed(_READ)
-            return _Answer(200, [_NO_STORE], b"ok")
-        return _NOT_FOUND
 
     def _bug(self, scope: dict, exc: Exception) -> _Answer:
         where = exc.__traceback__
