@@ -80,6 +80,13 @@ def remember_smtp_login(username: str | None, password: Any) -> None:
     remember(*blobs)
 
 
+def forget_all() -> None:
+    """Forget every remembered secret: for tests, where one process plays many configurations."""
+    with _lock:
+        _known.clear()
+        _ordered.clear()
+
+
 def scrub(text: str, extra: Iterable[Any] = ()) -> str:
     """`text` without any known secret (nor `extra` ones) and without credential-looking values."""
     if not text:
