@@ -48,6 +48,7 @@ from gestan_release.channels.base import Mail, Message, Receipt
 from gestan_release.channels.mailmsg import as_bytes, build_email, build_failure
 from gestan_release.errors import ConfigError, DeliveryError
 from gestan_release.scrub import remember_smtp_login, scrub
+from gestan_release.validation import check_text
 
 if TYPE_CHECKING:
     from gestan_release.settings import Settings
@@ -206,8 +207,11 @@ class SmtpSender:
         if concurrency < 1:
             raise ConfigError(f"SMTP concurrency must be at least 1, not {concurrency}")
         for what, value in (("MAIL_FROM", mail_from), ("MAIL_REPLY_TO", reply_to)):
-            if value is not None and ("\r" in value or "\n" in value):
-                raise ConfigError(f"{what} must not contain a line break")
+            if value is not None:
+                try:
+                    check_text(what, value, header=True)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
         envelope_from = parseaddr(mail_from)[1]
         if "@" not in envelope_from:
             raise ConfigError(f"MAIL_FROM has no usable address: {mail_from!r}")
