@@ -317,3 +317,24 @@ def test_any_admin_body_gets_no_5xx(fuzz_app: UpdateServer, method, body, versio
     status, _, answer = request(fuzz_app, method, f"/v1/channels/stable/releases/{version}",
                                 headers=AUTH, body=body)  # fmt: skip
     assert status < 500, answer
+
+
+def test_a_store_that_cannot_be_read_is_logged_once(store: Store, caplog) -> None:
+    store.publish("stable", entry("15.4.0"))
+    clock = _Clock()
+    app = UpdateServer(store, token=TOKEN, channels=["stable"], poll_interval=1.0, clock=clock)
+    path = store.path("stable")
+    good = path.read_bytes()
+    path.write_bytes(b"{not json")  # edited by hand, half-restored from a backup…
+    query = b"version=15.3.0&channel=stable&platform=win64&install_id=a"
+    statuses = []
+    for _ in range(60):
+        statuses.append(request(app, "GET", "/v1/check", query)[0])
+        clock.now += 1.0
+    assert set(statuses) == {200}  # what was loaded is still served, signed
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "not reloaded" in errors[0].getMessage()
+    path.write_bytes(good)
+    clock.now += 1.0
+    request(app, "GET", "/v1/check", query)
+    assert any("read again" in r.getMessage() for r in caplog.records)

@@ -147,6 +147,7 @@ class UpdateServer:
         self._refreshing = False
         self.refresh_future: Any = None  # the re-signing in progress, if any (tests await it)
         self._bugs_logged: set[tuple[str, str]] = set()
+        self._read_problem: str | None = None
         self._reload()
 
     # -- state -------------------------------------------------------------------------------------
@@ -168,11 +169,17 @@ class UpdateServer:
         if now < self._next_poll:
             return
         self._next_poll = now + self.poll_interval
-        if self.store.fingerprint() != self._fingerprint:
-            try:
+        try:
+            if self.store.fingerprint() != self._fingerprint:
                 self._reload()
-            except (UpdatesError, OSError) as exc:  # keep serving what we had; say why
-                log.error("update store not reloaded: %s", exc)
+            if self._read_problem is not None:
+                log.warning("update store read again")
+                self._read_problem = None
+        except (UpdatesError, OSError) as exc:  # keep serving what we had; say why, once
+            problem = str(exc)
+            if problem != self._read_problem:
+                log.error("update store not reloaded (serving what was loaded): %s", problem)
+            self._read_problem = problem
         if (
             self._refresh_due is not None
             and self.store.clock() >= self._refresh_due
