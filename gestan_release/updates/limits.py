@@ -120,7 +120,13 @@ def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protoc
             """Close a connection that has no request in progress."""
             self._waiting.since.pop(self, None)
             if not self._busy() and not self.transport.is_closing():
-                self.transport.close()
+                self._close()
+
+        def _close(self) -> None:
+            self.transport.close()
+            # Counted out now, not when the loop gets to `connection_lost`: uvicorn's concurrency
+            # limit must see only the connections that are still open.
+            self.connections.discard(self)
 
         def data_received(self, data: bytes) -> None:
             since = self._waiting.since
@@ -135,7 +141,7 @@ def guarded(base: type[asyncio.Protocol], limits: Limits) -> type[asyncio.Protoc
             elif self._head > max_head and not self.transport.is_closing():
                 since.pop(self, None)
                 self.transport.write(_431)
-                self.transport.close()
+                self._close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
