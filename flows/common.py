@@ -294,6 +294,10 @@ def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
         publish_step(quote(settings), quote(ledger), quote(plan), quote(artifacts), None)
     )
     if plan.kind != "nightly":
+        # Installs can get the fixes once the update endpoint has the version: the tickets are
+        # released then, whatever happens to the announcements below.
+        held()
+        results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
         senders = senders_for(settings)
         try:
             held()
@@ -311,8 +315,6 @@ def ship(settings: Settings, plan: Plan, lock: Any = None) -> dict[str, Any]:
             )
         finally:
             close_all(senders)
-        held()
-        results.append(tickets_step(quote(settings), quote(ledger), quote(plan)))
     for r in results:
         logger.info(r.line())
     complete, text = pipeline.summary(ledger, plan, results)

@@ -14,7 +14,8 @@ import argparse
 import importlib
 import sys
 
-from gestan_release.errors import GestanReleaseError
+from gestan_release.errors import GestanReleaseError, expected_failure
+from gestan_release.scrub import scrub
 
 # Modules that register commands, in `--help` order.
 COMMAND_MODULES = (
@@ -70,14 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except GestanReleaseError as exc:
-        print(f"gestan-release: error: {exc}", file=sys.stderr)
+        print(f"gestan-release: error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a locked database, a full or read-only disk: one line, not a bug
+        explained = expected_failure(exc, _database(args))
+        if explained is None:
+            raise
+        print(f"gestan-release: error: {scrub(str(explained))}", file=sys.stderr)
+        return explained.exit_code
     except KeyboardInterrupt:
         print("gestan-release: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `gestan-release changelog | head`
         return 0
     return int(code or 0)
+
+
+def _database(args: argparse.Namespace) -> str | None:
+    """The database the command used, for the error message (None if the settings are broken)."""
+    try:
+        from gestan_release.settings import load
+
+        url = load(args.repo).database_url or ""
+    except Exception:
+        return None
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ Adding tables (the ledger, issue 3)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -71,6 +73,11 @@ metadata = sa.MetaData(
 )
 
 
+# Ticket ids are 1..2^63-1 (`validation.MAX_TICKET_ID`): BIGINT on PostgreSQL, where INTEGER is 32
+# bits; SQLite's INTEGER already holds 64 bits (and keeps the plain name migration 0001 gave it).
+TicketId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     """Declarative base shared by every table of gestan-release (tickets, ledger)."""
 
@@ -82,7 +89,7 @@ class TicketRecord(Base):
 
     __tablename__ = "tickets"
 
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(TicketId, primary_key=True, autoincrement=False)
     title: Mapped[str] = mapped_column(sa.Text)
     priority: Mapped[str] = mapped_column(sa.String(16), index=True)
     reporter_name: Mapped[str] = mapped_column(sa.Text, default="")
@@ -156,7 +163,7 @@ def create_engine(url: str) -> Engine:
             ) from None
     path = sqlite_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
     engine = sa.create_engine(parsed)
     wal = path is not None
 
@@ -181,6 +188,16 @@ def create_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` (and its missing directories) readable by its owner only, 0600 in 0700, if it
+    does not exist: the database holds reporters' names and addresses. SQLite gives its -wal and
+    -shm files the mode of the database file."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def engine_for(url: str) -> Engine:
@@ -304,7 +321,8 @@ def ensure_state_dir(settings: Settings) -> Path:
     """Create `STATE_DIR` and keep it out of `git status` via `.git/info/exclude` (added once)."""
     state = settings.state_dir
     assert state is not None, "settings must come from settings.load()"
-    state.mkdir(parents=True, exist_ok=True)
+    # Owner only: the database and the outbox hold reporters' names and addresses.
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     repo = settings.repo.resolve()
     git_dir = _git_dir(repo)
     if git_dir is None:

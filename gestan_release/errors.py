@@ -63,3 +63,50 @@ class FlowRunError(GestanReleaseError):
     def __init__(self, message: str, flow_run: dict | None = None) -> None:
         super().__init__(message)
         self.flow_run = flow_run
+
+
+_SQLITE_PROBLEMS = (
+    (
+        "database is locked",
+        "is locked by another process (a release or an import still running?)"
+        "; waited for it in vain: run again once it is done",
+    ),
+    (
+        "readonly database",
+        "is read-only: check the permissions of the file, of STATE_DIR and of the file system",
+    ),
+    ("disk is full", "cannot grow: the disk is full; free some space and run again"),
+    (
+        "unable to open database file",
+        "cannot be opened: check that STATE_DIR exists and is writable",
+    ),
+    ("disk i/o error", "cannot be read or written (disk I/O error): check the disk"),
+)
+_OS_PROBLEMS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG", "EIO"}
+
+
+def expected_failure(exc: BaseException, database: str | None = None) -> GestanReleaseError | None:
+    """The one-line error for a failure of the machine rather than a bug — the database locked by
+    another process, a read-only or full state directory — or None. Nothing is half-done: every
+    store writes in one transaction, which such a failure rolls back."""
+    import errno
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.OperationalError | sqlite3.DatabaseError):
+            text = str(current).lower()
+            for needle, meaning in _SQLITE_PROBLEMS:
+                if needle in text:
+                    where = f"the database {database}" if database else "the database"
+                    return GestanReleaseError(f"{where} {meaning}; nothing was changed")
+        if isinstance(current, OSError) and errno.errorcode.get(current.errno or 0) in _OS_PROBLEMS:
+            what = current.filename or "a file of STATE_DIR"
+            return GestanReleaseError(
+                f"cannot write {what}: {current.strerror or current}; check the disk and the "
+                f"permissions, then run again (nothing was changed)"
+            )
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None

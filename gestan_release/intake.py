@@ -35,6 +35,7 @@ from gestan_release.errors import ConfigError
 from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority, Ticket, ticket_from_mapping
+from gestan_release.validation import url_host
 
 log = logging.getLogger("gestan_release.intake")
 
@@ -151,7 +152,9 @@ def _one_line(text: str) -> str:
 def validate_discussion(row: dict[str, Any]) -> DiscussionFields:
     """The fields of a listed discussion that the intake uses, checked; InvalidField if not.
 
-    Kept apart on purpose: the shared validation of ticket fields plugs in here."""
+    Titles and names are made one line here (a forum title may hold a stray control character:
+    cleaned, not refused); the ticket built from them then goes through the same validation as
+    `tickets import` (`ticket_from_mapping`), so the store never holds what a delivery refuses."""
     did = row.get("discussionID")
     if not isinstance(did, int) or isinstance(did, bool) or did <= 0:
         raise InvalidField(f"discussionID {did!r} is not a positive integer")
@@ -221,6 +224,7 @@ def classify(
     users: dict[int, dict[str, Any]],
     existing: dict[int, Ticket],
     owned: set[int],
+    forum_host: str | None = None,
 ) -> tuple[Any, Ticket | None]:
     """(ForumReport, ticket to write or None) for one listed discussion.
 
@@ -288,7 +292,8 @@ def classify(
             "reporter_name": name,
             "reporter_email": email,
             "forum_url": f.url,
-        }
+        },
+        forum_host=forum_host,
     )
     if problems:
         return ForumReport(state=ECARTE, reason="; ".join(problems), **base), None
@@ -390,6 +395,8 @@ class _CategorySync:
         self.reader, self.store, self.tickets = reader, store, tickets
         self.summary = summary
         self.tag_priorities = tag_priorities
+        # The same rule as `tickets import`: a forum URL must be on the forum's own host.
+        self.forum_host = url_host(settings.forum_base_url)
         self.seen: set[int] = set()
         self.newest: dt.datetime | None = None
         self.cursor: dict[str, Any] = {}
@@ -466,7 +473,9 @@ class _CategorySync:
         )
         reports, to_write = [], []
         for row in rows:
-            report, ticket = classify(row, self.tag_priorities, users, existing, owned)
+            report, ticket = classify(
+                row, self.tag_priorities, users, existing, owned, self.forum_host
+            )
             if report.discussion_id <= 0:
                 summary.set_aside.append((0, report.reason or "invalid"))
                 continue

@@ -46,7 +46,7 @@ def _aware(value: datetime | None) -> datetime | None:
 class ForumReportRecord(db.Base):
     __tablename__ = "forum_reports"
 
-    discussion_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    discussion_id: Mapped[int] = mapped_column(db.TicketId, primary_key=True, autoincrement=False)
     category_id: Mapped[int | None] = mapped_column(sa.Integer)
     title: Mapped[str] = mapped_column(sa.Text)
     url: Mapped[str | None] = mapped_column(sa.Text)
@@ -74,7 +74,7 @@ class IntakeStateRecord(db.Base):
 class TicketAckRecord(db.Base):
     __tablename__ = "ticket_acks"
 
-    ticket_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    ticket_id: Mapped[int] = mapped_column(db.TicketId, primary_key=True, autoincrement=False)
     priority: Mapped[str] = mapped_column(sa.String(16))  # last announced to the reporter
     first_priority: Mapped[str] = mapped_column(sa.String(16))  # announced by the first mail
     message_id: Mapped[str] = mapped_column(sa.Text)

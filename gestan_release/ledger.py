@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from gestan_release import db
 from gestan_release.errors import ReleaseError
+from gestan_release.scrub import scrub
 
 # Delivery states. `pending_approval` is done as far as we are concerned: the forum holds the post
 # for moderation and posting it again would make a duplicate.
@@ -67,7 +68,7 @@ class ReleaseTicketRecord(db.Base):
     version: Mapped[str] = mapped_column(
         sa.String(64), sa.ForeignKey("releases.version", ondelete="CASCADE"), primary_key=True
     )
-    ticket_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    ticket_id: Mapped[int] = mapped_column(db.TicketId, primary_key=True, autoincrement=False)
     priority: Mapped[str | None] = mapped_column(sa.String(16))
     already_in: Mapped[str | None] = mapped_column(sa.String(64))
     known: Mapped[bool] = mapped_column(sa.Boolean, default=True)
@@ -96,7 +97,7 @@ class OverrideRecord(db.Base):
     __tablename__ = "overrides"
 
     version: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    ticket_id: Mapped[int] = mapped_column(db.TicketId, primary_key=True, autoincrement=False)
     rule: Mapped[str] = mapped_column(sa.String(64))
     reason: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
@@ -471,7 +472,8 @@ class Ledger:
 
     def mark_failed(self, key: str, error: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(_SQL.failed, {"k": key, "err": _clip(error), "now": _now()})
+            # Scrubbed again here: whatever reached this point, no secret is ever stored.
+            conn.execute(_SQL.failed, {"k": key, "err": _clip(scrub(error)), "now": _now()})
 
     # -- lock --------------------------------------------------------------------------------
     def lock(self, name: str, *, wait: float = 0.0, lease: float | None = None) -> Any:

@@ -16,21 +16,33 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from gestan_release.changelog import Changelog, ChangelogEntry
 from gestan_release.channels.base import ForumComment, ForumTopic, Mail, Message, Post
 from gestan_release.errors import ReleaseError
 from gestan_release.templating import render_template
+from gestan_release.templating import safe_url as _safe_url
 from gestan_release.tickets import Priority, Ticket
+from gestan_release.validation import without_unsafe
 from gestan_release.versions import Version
 
 X_MAX_WEIGHTED_LENGTH = 280
 ELLIPSIS = "…"
 # Vanilla discussion URLs: https://forum.gestan.fr/discussion/3226/slug (the slug is optional).
-_DISCUSSION_RE = re.compile(r"/discussion/(\d+)(?:[/?#]|$)")
-# Characters a markdown link destination or an href must not carry raw.
-_URL_UNSAFE = re.compile(r"[\s()<>\"'\\`]")
+_DISCUSSION_RE = re.compile(r"/discussion/([0-9]{1,18})(?:[/?#]|$)")
+# What a reporter's title may hold that X or the forum would turn into a link or a mention.
+_SCHEME_URL = re.compile(
+    r"\b[A-Za-z][A-Za-z0-9+.-]*:(?://|[^\s]*@)[^\s<>\"]*|(?<![:\w])//[^\s<>\"]+"
+)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_WWW = re.compile(r"\bwww\.[^\s<>\"]*", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Only an ASCII letter, digit or "_" before the sign spares it: X takes "é@x" or "²@x" for a
+# mention (twitter-text), so anything else before it is neutralised.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[\w\"])")
+_TAG = re.compile(r"(?<![A-Za-z0-9_])([#＃$＄])(?=[^\W\d])")
+_NBSP = "\u00a0"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class ReleaseNotes:
     changelog: Changelog
     download_url: str | None = None
     forum_category_url: str | None = None
+    # The forum's host (FORUM_BASE_URL's): a ticket's forum URL elsewhere is shown, not linked.
+    forum_host: str | None = None
 
     @property
     def label(self) -> str:
@@ -90,15 +104,54 @@ def discussion_id(forum_url: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def safe_url(url: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
-    """`url` if its scheme is one of `schemes`, with the characters that would break a markdown
-    link or an HTML attribute percent-encoded; None otherwise (no `javascript:` from the store)."""
-    if not url:
-        return None
-    url = url.strip()
-    if urlsplit(url).scheme.lower() not in schemes:
-        return None
-    return _URL_UNSAFE.sub(lambda m: quote(m.group(0), safe=""), url)
+def safe_url(
+    url: str | None, schemes: tuple[str, ...] = ("http", "https"), host: str | None = None
+) -> str | None:
+    """`url` if its scheme is one of `schemes` (and on `host` when given), with the characters that
+    would break a markdown link or an HTML attribute percent-encoded; None otherwise (no
+    `javascript:` from the store). See `gestan_release.templating.safe_url`."""
+    return _safe_url(url, schemes, host)
+
+
+def neutralise(text: str) -> str:
+    """A reporter's title made inert for the official account: the X post and the forum posts
+    must not mention, tag or link what a reporter wrote.
+
+    - URLs (with a scheme, `//` or `www.`, e-mail addresses, and bare domains as X detects them)
+      are defanged: `https[:]//evil[.]example/fix[.]exe`, `mailto[:]toto@exemple[.]fr`;
+    - `@name`, `#tag` and `$TAG` get a no-break space after the sign (`@ name`): no mention, no
+      hashtag, no cashtag, and the text still reads the same. `#3226` (digits) is left alone.
+    """
+    spans = [m.span() for regex in (_SCHEME_URL, _WWW, _EMAIL) for m in regex.finditer(text)]
+    if "." in text:
+        spans += [tuple(u["indices"]) for u in _bare_urls(text)]
+    out, pos = [], 0
+    for start, end in _merged(spans):
+        out.append(text[pos:start])
+        url = _SCHEME.sub(r"\1[:]", text[start:end], count=1)
+        out.append(url.replace(".", "[.]"))
+        pos = end
+    out.append(text[pos:])
+    defanged = "".join(out)
+    unmentioned = _MENTION.sub(lambda m: m.group(1) + _NBSP, defanged)
+    return _TAG.sub(lambda m: m.group(1) + _NBSP, unmentioned)
+
+
+def _bare_urls(text: str) -> list[dict[str, Any]]:
+    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
+    from twitter_text import extract_urls_with_indices
+
+    return extract_urls_with_indices(text)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _topic_link(topic_url: str | None) -> str | None:
@@ -129,8 +182,9 @@ def _nfc(text: str) -> str:
 
 
 def _flat(text: str) -> str:
-    """User text on one line (a title or a name cannot add lines to a message)."""
-    return " ".join(str(text).split())
+    """User text on one line (a title or a name cannot add lines to a message), without the
+    characters `gestan_release.validation` refuses (data stored before it was validated)."""
+    return " ".join(without_unsafe(str(text)).split())
 
 
 @dataclass(frozen=True)
@@ -144,13 +198,17 @@ class _Item:
     already_in: str | None
 
 
-def _item(entry: ChangelogEntry) -> _Item:
+def _item(entry: ChangelogEntry, forum_host: str | None = None) -> _Item:
     t = entry.ticket
-    return _Item(t.id, _flat(t.title), str(t.priority), safe_url(t.forum_url), entry.already_in)
+    url = safe_url(t.forum_url, host=forum_host)
+    return _Item(t.id, neutralise(_flat(t.title)), str(t.priority), url, entry.already_in)
 
 
-def _groups(changelog: Changelog) -> list[tuple[str, list[_Item]]]:
-    return [(str(p), [_item(e) for e in es]) for p, es in changelog.by_priority()]
+def _groups(notes: ReleaseNotes) -> list[tuple[str, list[_Item]]]:
+    return [
+        (str(p), [_item(e, notes.forum_host) for e in es])
+        for p, es in notes.changelog.by_priority()
+    ]
 
 
 def _common(notes: ReleaseNotes, **extra: Any) -> dict[str, Any]:
@@ -187,7 +245,7 @@ def announcement(notes: ReleaseNotes) -> Post:
     for e in entries:
         counts[str(e.ticket.priority)] += 1
     context = _common(notes, total=len(entries), counts=counts)
-    items = [_item(e) for e in entries]
+    items = [_item(e, notes.forum_host) for e in entries]
 
     def render(tickets: list[_Item] | None, highlight: str | None) -> str:
         text = render_template("x_post.txt.j2", tickets=tickets, highlight=highlight, **context)
@@ -237,9 +295,7 @@ def _shortened(words: list[str], keep: int) -> str:
 def forum_topic(notes: ReleaseNotes, category: str) -> ForumTopic:
     """The changelog as a new discussion in `category` (url code or numeric id)."""
     title = render_template("forum_topic_title.txt.j2", **_common(notes)).strip()
-    body = render_template(
-        "forum_topic.md.j2", groups=_groups(notes.changelog), **_common(notes)
-    ).strip()
+    body = render_template("forum_topic.md.j2", groups=_groups(notes), **_common(notes)).strip()
     return ForumTopic(
         key=f"forum:{notes.version}",
         title=_flat(title),
@@ -260,7 +316,7 @@ def forum_comments(notes: ReleaseNotes, topic_url: str | None) -> list[ForumComm
             continue
         body = render_template(
             "forum_comment.md.j2",
-            ticket=_item(entry),
+            ticket=_item(entry, notes.forum_host),
             topic_url=_topic_link(topic_url),
             **_common(notes),
         ).strip()
@@ -299,7 +355,7 @@ def reporter_mails(notes: ReleaseNotes, mail_from: str, topic_url: str | None) -
 
     mails = []
     for lower, r in reporters.items():
-        items = [_item(entry) for _, entry in r.tickets]
+        items = [_item(entry, notes.forum_host) for _, entry in r.tickets]
         context = _common(
             notes,
             reporter=_flat(r.name),

@@ -1,7 +1,7 @@
 """The release runbook as plain functions; `flows/` composes them into Prefect flows.
 
 preflight → plan (fixed tickets, version) → guard → messages → git → build → update endpoint →
-X → forum → mail → tickets marked released → summary.
+tickets marked released (once the update endpoint has the version) → X → forum → mail → summary.
 
 Every step that changes the world goes through the ledger (`once` / `deliver`): a delivery is
 marked `sending` before it acts and `done` after, so a re-run skips what was done and, for what a
@@ -43,6 +43,7 @@ from gestan_release.planning import (
 from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority, lookup_tickets
+from gestan_release.validation import url_host
 from gestan_release.versions import Kind, Version, release_version
 
 if TYPE_CHECKING:
@@ -387,6 +388,7 @@ def release_notes(settings: Settings, plan: Plan, changelog: Changelog | None = 
         changelog=changelog or changelog_of(settings, plan),
         download_url=f"{settings.download_base_url.rstrip('/')}/{plan.version}/",
         forum_category_url=f"{base}/categories/{settings.forum_category}",
+        forum_host=url_host(settings.forum_base_url),
     )
 
 
@@ -505,7 +507,7 @@ def deliver(
             # A POST that timed out may have been applied even when the retries then failed.
             try:
                 found = sender.find_existing(message)
-            except DeliveryError as exc:
+            except Exception as exc:
                 # Sending blind could make a duplicate: leave it for the next resume.
                 error = f"could not check whether it already went out, not sent again: {exc}"
                 ledger.mark_failed(message.key, error)
@@ -784,16 +786,33 @@ def mail_step(
 
 
 def tickets_step(settings: Settings, ledger: Any, plan: Plan) -> StepResult:
+    """Mark the release's tickets released, once the update endpoint has the version: installs
+    can then get the fix, whatever the announcements did (X, the forum and the mails may all have
+    failed: they are resumed, the fix is out). Before that, the step waits (recorded failed)."""
+    from gestan_release.ledger import FINISHED
     from gestan_release.tickets import TicketStore
 
     result = StepResult("tickets")
     ids = plan.ticket_ids
+    key = f"tickets:{plan.version}"
+    published = ledger.delivery(f"updates:{plan.channel}:{plan.version}")
+    if published is None or published.state not in FINISHED:
+        done = ledger.delivery(key)
+        if done is None or not done.finished:
+            reason = (
+                f"not marked released yet: the update endpoint does not have {plan.version}; "
+                f"resume once it does"
+            )
+            ledger.mark_sending(key, plan.version, "tickets")
+            ledger.mark_failed(key, reason)
+            result.failed.append((key, reason))
+        return result
 
     def action() -> tuple[str, None]:
         TicketStore(settings.database_url).set_status(ids, "released")
         return f"{len(ids)} released", None
 
-    once(ledger, plan, f"tickets:{plan.version}", "tickets", action, result)
+    once(ledger, plan, key, "tickets", action, result)
     return result
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gestan_release.errors import ConfigError
+from gestan_release.scrub import remember
 
 ENV_PREFIX = "GESTAN_RELEASE_"
 TOML_NAME = "gestan-release.toml"
@@ -30,6 +31,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        remember(value)  # whatever a peer echoes back, this value is scrubbed from errors
 
     def get_secret_value(self) -> str:
         return self._value
@@ -77,6 +79,8 @@ class Settings:
     updates_token: Secret | None = field(default=None, metadata=SECRET)
     updates_signing_key: Path | None = None
     updates_channels: tuple[str, ...] = ("stable", "nightly")
+    # Nightlies a channel's manifest keeps (besides the latest per line and stepping stones).
+    updates_keep_nightlies: int = 30
     # Where desktop installs download the artifacts of a release: `<base>/<version>/<file>`.
     download_base_url: str = "https://www.gestan.fr/telechargement"
     # How long a second run on the same repository waits for the first to finish (seconds).

@@ -22,11 +22,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from gestan_release.errors import TicketError
 from gestan_release.progress import NULL, Progress
 from gestan_release.sqlitewait import retry_while_locked
+from gestan_release.validation import (
+    MAX_NAME,
+    MAX_TICKET_ID,
+    MAX_TITLE,
+    check_message_id,
+    check_text,
+    check_url,
+    excerpt,
+    parse_ticket_id,
+)
 
 STATUSES = ("open", "fixed", "released")
 FIELDS = (
@@ -65,7 +74,7 @@ class Priority(StrEnum):
             return cls(str(text).strip().lower())
         except ValueError:
             raise ValueError(
-                f"priority {text!r} is not one of {', '.join(p.value for p in cls)}"
+                f"priority {excerpt(text)} is not one of {', '.join(p.value for p in cls)}"
             ) from None
 
 
@@ -151,24 +160,21 @@ def validate_email_address(address: str) -> str:
     """The normalised form of `address`; ValueError, with the library's reason, if invalid."""
     from email_validator import EmailNotValidError, validate_email
 
+    check_text("the e-mail address", address, limit=MAX_NAME)
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        raise ValueError(f"e-mail address {address!r} is invalid: {exc}") from None
-
-
-def _one_line(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must be on one line (it contains a line break)")
-    return value
+        raise ValueError(f"e-mail address {excerpt(address)} is invalid: {exc}") from None
 
 
 def parse_reporter(text: str) -> tuple[str, str]:
     """`"Name <mail>"` (or a bare address) → (name, normalised address); TicketError if invalid."""
     from email.utils import getaddresses
 
-    if "\r" in text or "\n" in text:
-        raise TicketError("--reporter must be on one line (it contains a line break)")
+    try:
+        check_text("--reporter", text, limit=MAX_NAME + 100, header=True)
+    except ValueError as exc:
+        raise TicketError(str(exc)) from None
     pairs = getaddresses([text])
     name, address = pairs[0] if len(pairs) == 1 else ("", "")
     stripped = text.strip()
@@ -179,7 +185,7 @@ def parse_reporter(text: str) -> tuple[str, str]:
     )
     if not address or "@" not in address or not one_address:
         raise TicketError(
-            f'--reporter {text!r} is not "Name <address>": '
+            f'--reporter {excerpt(text)} is not "Name <address>": '
             'write it like --reporter "Alice Martin <alice@example.com>"'
         )
     try:
@@ -189,17 +195,7 @@ def parse_reporter(text: str) -> tuple[str, str]:
 
 
 def _as_id(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"id {value!r} is not an integer")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    else:
-        raise ValueError(f"id {value!r} is not an integer")
-    if number <= 0:
-        raise ValueError(f"id {value!r} must be a positive integer")
-    return number
+    return parse_ticket_id(value)
 
 
 _TRUE = {"true", "1", "yes", "oui"}
@@ -217,13 +213,19 @@ def _as_bool(name: str, value: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise ValueError(f"{name} {value!r} is not true/false (also accepted: 1/0, yes/no)")
+    raise ValueError(f"{name} {excerpt(value)} is not true/false (also accepted: 1/0, yes/no)")
 
 
-def _as_text(name: str, value: Any) -> str:
+def _as_text(name: str, value: Any, limit: int | None = None) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be text, not {json.dumps(value)}")
-    return value.strip()
+        raise ValueError(f"{name} must be text, not {excerpt(value)}")
+    return check_text(name, value.strip(), limit=limit)
+
+
+def _as_name(value: Any) -> str:
+    # The name goes into the To: header of the mails: the header rules apply.
+    text = _as_text("reporter_name", value)
+    return check_text("reporter_name", text, limit=MAX_NAME, header=True)
 
 
 def _optional_text(name: str, value: Any) -> str | None:
@@ -233,26 +235,34 @@ def _optional_text(name: str, value: Any) -> str | None:
     return text or None
 
 
-def _as_forum_url(value: Any) -> str | None:
+def _as_forum_url(value: Any, forum_host: str | None = None) -> str | None:
     url = _optional_text("forum_url", value)
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"forum_url {url!r} is not an http(s) URL")
-    return url
+    return check_url("forum_url", url, host=forum_host)
 
 
-def ticket_from_mapping(row: Mapping[str, Any]) -> tuple[Ticket, bool, list[str]]:
+def _as_message_id(value: Any) -> str | None:
+    text = _optional_text("ack_message_id", value)
+    return None if text is None else check_message_id("ack_message_id", text)
+
+
+def ticket_from_mapping(
+    row: Mapping[str, Any], *, forum_host: str | None = None
+) -> tuple[Ticket, bool, list[str]]:
     """Validate one import row: (ticket or partial, status_given, problems). Empty values = default.
 
     All problems of the row are collected; the ticket is only meaningful when there are none.
+    Every text is checked by `gestan_release.validation` (no control, bidi-override or invisible
+    character); `forum_url` must be http(s) and, when `forum_host` is given (the host of
+    FORUM_BASE_URL), on that host.
     """
     problems: list[str] = []
     unknown = [name for name in row if name not in IMPORT_FIELDS]
     if unknown:
         problems.append(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(IMPORT_FIELDS)}"
+            f"unknown field(s) {', '.join(excerpt(str(n)) for n in unknown[:5])}; "
+            f"known: {', '.join(IMPORT_FIELDS)}"
         )
 
     def given(name: str) -> bool:
@@ -274,13 +284,13 @@ def ticket_from_mapping(row: Mapping[str, Any]) -> tuple[Ticket, bool, list[str]
             problems.append(str(exc))
 
     check("id", _as_id)
-    check("title", lambda v: _one_line("title", _as_text("title", v)))
-    check("priority", lambda v: Priority.parse(_as_text("priority", v)))
-    check("reporter_name", lambda v: _one_line("reporter_name", _as_text("reporter_name", v)))
+    check("title", lambda v: _as_text("title", v, MAX_TITLE))
+    check("priority", lambda v: Priority.parse(_as_text("priority", v, 20)))
+    check("reporter_name", lambda v: _as_name(v))
     check("reporter_email", lambda v: validate_email_address(_as_text("reporter_email", v)))
-    check("forum_url", _as_forum_url)
+    check("forum_url", lambda v: _as_forum_url(v, forum_host))
     check("forum_tracked", lambda v: _as_bool("forum_tracked", v))
-    check("ack_message_id", lambda v: _one_line("ack_message_id", _as_text("ack_message_id", v)))
+    check("ack_message_id", _as_message_id)
     check("status", _as_status)
 
     status_given = "status" in values
@@ -299,9 +309,9 @@ def ticket_from_mapping(row: Mapping[str, Any]) -> tuple[Ticket, bool, list[str]
 
 
 def _as_status(value: Any) -> str:
-    status = _as_text("status", value).lower()
+    status = _as_text("status", value, 20).lower()
     if status not in STATUSES:
-        raise ValueError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        raise ValueError(f"status {excerpt(status)} is not one of {', '.join(STATUSES)}")
     return status
 
 
@@ -368,6 +378,7 @@ def _json_rows(path: Path, text: str) -> Iterator[_RawRow]:
             f"{path}: line {line} column {column}: invalid JSON: expected {expected}"
         )
 
+    number, pos = 0, 0
     try:
         pos = skip(0)
         if pos >= len(text) or text[pos] != "[":
@@ -385,9 +396,7 @@ def _json_rows(path: Path, text: str) -> Iterator[_RawRow]:
                 where = f"item {number} (line {_line_of(text, pos)})"
                 value, pos = decoder.raw_decode(text, pos)
                 if not isinstance(value, dict):
-                    yield _RawRow(
-                        where, {}, (f"expected an object {{...}}, not {json.dumps(value)[:40]}",)
-                    )
+                    yield _RawRow(where, {}, (f"expected an object {{...}}, not {excerpt(value)}",))
                 else:
                     duplicates = value.pop(_DUPLICATE_KEYS, [])
                     problems = tuple(f"field {key!r} is given twice" for key in duplicates)
@@ -405,6 +414,15 @@ def _json_rows(path: Path, text: str) -> Iterator[_RawRow]:
     except json.JSONDecodeError as exc:
         raise TicketError(
             f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise TicketError(
+            f"{path}: item {number} (line {_line_of(text, pos)}): nested too deeply; a ticket is "
+            "one object of plain values"
+        ) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise TicketError(
+            f"{path}: item {number} (line {_line_of(text, pos)}): invalid JSON: {exc}"
         ) from None
 
 
@@ -459,8 +477,9 @@ def _csv_rows(path: Path, text: str) -> Iterator[_RawRow]:
         raise TicketError(f"{path}: line {reader.line_num}: invalid CSV: {exc}") from None
 
 
-def read_import_file(path: str | Path) -> list[ImportRow]:
-    """Read and check a `.json` or `.csv` import file; TicketError listing every bad row."""
+def read_import_file(path: str | Path, *, forum_host: str | None = None) -> list[ImportRow]:
+    """Read and check a `.json` or `.csv` import file; TicketError listing every bad row.
+    `forum_host`: forum URLs must be on this host (that of FORUM_BASE_URL, when set)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".json", ".csv"):
@@ -470,10 +489,12 @@ def read_import_file(path: str | Path) -> list[ImportRow]:
         )
     text = _read_text(path)
     raw_rows = _json_rows(path, text) if suffix == ".json" else _csv_rows(path, text)
-    return validate_rows(raw_rows, source=str(path))
+    return validate_rows(raw_rows, source=str(path), forum_host=forum_host)
 
 
-def validate_rows(rows: Iterable[_RawRow], source: str) -> list[ImportRow]:
+def validate_rows(
+    rows: Iterable[_RawRow], source: str, *, forum_host: str | None = None
+) -> list[ImportRow]:
     """Check every row (fields, e-mail, duplicate ids); raise one TicketError listing them all."""
     errors: list[str] = []
     valid: list[ImportRow] = []
@@ -482,7 +503,7 @@ def validate_rows(rows: Iterable[_RawRow], source: str) -> list[ImportRow]:
     for raw in rows:
         count += 1
         ticket, status_given, problems = (
-            ticket_from_mapping(raw.values)
+            ticket_from_mapping(raw.values, forum_host=forum_host)
             if raw.values
             else (
                 None,
@@ -613,9 +634,9 @@ class TicketStore:
                 bar.advance()
         return ImportSummary(**counts)
 
-    def import_file(self, path: str | Path) -> ImportSummary:
+    def import_file(self, path: str | Path, *, forum_host: str | None = None) -> ImportSummary:
         """Check the whole file first (TicketError listing every bad row), then import it."""
-        return self.import_rows(read_import_file(path))
+        return self.import_rows(read_import_file(path, forum_host=forum_host))
 
     def get(self, ticket_id: int) -> Ticket | None:
         from gestan_release.db import TicketRecord
@@ -630,7 +651,7 @@ class TicketStore:
 
         from gestan_release.db import TicketRecord
 
-        wanted = sorted(set(ids))
+        wanted = _storable(ids)
         found: dict[int, Ticket] = {}
         with self._session() as session:
             for chunk in _chunks(wanted, 500):
@@ -684,6 +705,12 @@ class TicketStore:
         return changed
 
 
+def _storable(ids: Iterable[int]) -> list[int]:
+    """The ids that can be in the store, sorted: a commit may name #99999999999999999999, which
+    no database integer holds; it is simply not found (an unknown reference)."""
+    return sorted({i for i in map(int, ids) if 0 < i <= MAX_TICKET_ID})
+
+
 def _check_status(status: str) -> str:
     if status not in STATUSES:
         raise TicketError(f"status {status!r} is not one of {', '.join(STATUSES)}")
@@ -718,7 +745,7 @@ def lookup_tickets(database_url: str, ids: Iterable[int]) -> dict[int, Ticket]:
 
     A missing database or one without tickets yet gives `{}`: reading never creates anything.
     """
-    wanted = sorted({int(i) for i in ids})
+    wanted = _storable(ids)
     path = _plain_sqlite_file(database_url)
     if path is None:
         return TicketStore(database_url).get_many(wanted) if wanted else {}

@@ -18,10 +18,13 @@ from enum import StrEnum
 from functools import total_ordering
 
 from gestan_release.errors import VersionError
+from gestan_release.validation import excerpt
 
+# ASCII digits only (`\d` would take "١٥" for 15) and at most 9 per number: a version part is
+# never a 5,000-digit integer (which `int()` refuses with a ValueError, not a VersionError).
 _VERSION_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-nightly\.(\d{8})(?:\.([2-9]|[1-9]\d+))?)?$"
+    r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})"
+    r"(?:-nightly\.([0-9]{8})(?:\.([2-9]|[1-9][0-9]{1,8}))?)?\Z"
 )
 
 
@@ -49,7 +52,7 @@ class Version:
         m = _VERSION_RE.match(text.strip())
         if not m:
             raise VersionError(
-                f"{text!r} is not a Gestan version: expected MAJOR.MINOR.PATCH (15.4.1) "
+                f"{excerpt(text)} is not a Gestan version: expected MAJOR.MINOR.PATCH (15.4.1) "
                 f"or a nightly (15.5.0-nightly.20261127)"
             )
         major, minor, patch, night, n = m.groups()
@@ -178,7 +181,7 @@ def parse_tag(tag: str, prefix: str = "v") -> Version:
         return Version.parse(tag[len(prefix) :])
     except VersionError:
         raise VersionError(
-            f"tag {tag!r} is not a release tag: expected {prefix}MAJOR.MINOR.PATCH "
+            f"tag {excerpt(tag)} is not a release tag: expected {prefix}MAJOR.MINOR.PATCH "
             f"(e.g. {prefix}15.4.1)"
         ) from None
 

@@ -97,11 +97,17 @@ def make_repo(tmp_path: Path):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No GESTAN_RELEASE_* variable of the developer's shell leaks into a test."""
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No GESTAN_RELEASE_* variable of the developer's shell leaks into a test, nor a secret that
+    an earlier test registered with the scrubber (a wrong token "nope" would mask that word)."""
+    from gestan_release.scrub import forget_all
+
     for name in list(os.environ):
         if name.startswith("GESTAN_RELEASE_"):
             monkeypatch.delenv(name)
+    forget_all()
+    yield
+    forget_all()
 
 
 # -- databases: SQLite and PostgreSQL ----------------------------------------------------------

@@ -474,3 +474,31 @@ def test_cli_sync_acks_lists_and_fails_in_one_line(tmp_path, monkeypatch, forum,
     )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "'rouge'" in err and "Traceback" not in err
+
+
+def test_a_forum_report_goes_through_the_same_validation_as_an_import() -> None:
+    from gestan_release.intake import classify
+
+    def row(**over):
+        base = {
+            "discussionID": 4004,
+            "name": "Plantage\u2028à l'export",
+            "url": "https://forum.gestan.fr/discussion/4004/plantage",
+            "insertUserID": 7,
+            "categoryID": BUGS,
+            "tags": [{"tagID": 1, "name": "flash"}],
+        }
+        return base | over
+
+    users = {7: {"userID": 7, "name": "Alice", "email": "alice@example.com"}}
+    priorities = {1: Priority.FLASH}
+    report, ticket = classify(row(), priorities, users, {}, set(), "forum.gestan.fr")
+    assert report.state == "ticket"
+    assert ticket is not None and ticket.title == "Plantage à l'export"  # one line, cleaned
+    elsewhere = row(url="https://evil.example/discussion/4004/plantage")
+    report, ticket = classify(elsewhere, priorities, users, {}, set(), "forum.gestan.fr")
+    assert ticket is None and report.state == "ecarte"
+    assert "forum.gestan.fr" in report.reason
+    bidi = {7: {"userID": 7, "name": "Alice\u202egpj.exe", "email": "alice@example.com"}}
+    report, ticket = classify(row(), priorities, bidi, {}, set(), "forum.gestan.fr")
+    assert ticket is not None and "\u202e" not in ticket.reporter_name

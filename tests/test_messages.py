@@ -20,6 +20,7 @@ from gestan_release.messages import (
     forum_comments,
     forum_topic,
     message_id,
+    neutralise,
     release_messages,
     render_preview,
     reporter_mails,
@@ -179,13 +180,15 @@ def test_long_release_drops_the_list_then_keeps_the_whole_title_if_it_fits() -> 
 
 def test_very_long_title_is_shortened_at_a_word_boundary_never_cutting_a_url() -> None:
     words = [f"mot{i}" for i in range(80)]
-    words[3] = "https://exemple.fr/une/très/longue/adresse/qui/ne/doit/pas/être/coupée"
+    words[3] = "https://exemple.fr/x"
     title = " ".join(words)
     post = announcement(big_release(title))
     assert weighted_length(post.text) <= 280
     kept = highlight(post.text)
     assert kept.endswith("…")
     kept_words = kept.removesuffix("…").split()
+    words[3] = neutralise(words[3])  # a reporter's URL is defanged, never linked (issue 9)
+    assert words[3] == "https[:]//exemple[.]fr/x"
     assert kept_words == words[: len(kept_words)]  # whole words, in order, none cut
     assert words[3] in kept_words  # the URL inside the title, whole
     assert len(kept_words) < len(words)
@@ -227,7 +230,8 @@ def test_announcement_always_fits_and_keeps_whole_words(title: str, n: int) -> N
     assert CATEGORY_URL in post.text
     assert "Gestan 15.5 (15.5.0) est disponible" in post.text  # the marker survives shortening
     if "Correction principale" in post.text:
-        whole = " ".join(unicodedata.normalize("NFC", title).split())
+        flat = " ".join(unicodedata.normalize("NFC", title).split())
+        whole = " ".join(neutralise(flat).split())  # mentions and URLs made inert (issue 9)
         kept = highlight(post.text)
         if kept != whole:
             kept = kept.removesuffix("…")

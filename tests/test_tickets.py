@@ -590,3 +590,26 @@ def test_help_texts(capsys):
         main(["tickets", "import", "--help"])
     out = capsys.readouterr().out
     assert "nothing is written" in " ".join(out.split()) and "forum_tracked" in out
+
+
+def test_the_largest_ticket_id_is_stored_on_every_database(store: TicketStore) -> None:
+    # 1..2^63-1 are valid ids: PostgreSQL needs BIGINT columns for them (migration 0005).
+    from gestan_release.ledger import Ledger
+    from gestan_release.validation import MAX_TICKET_ID
+
+    store.add(ticket(MAX_TICKET_ID))
+    got = store.get(MAX_TICKET_ID)
+    assert got is not None and got.id == MAX_TICKET_ID
+    ledger = Ledger(store.url)
+    ledger.start_release(
+        version="15.5.0",
+        kind="full",
+        label="15.5",
+        tag="v15.5.0",
+        channel="stable",
+        previous_version=None,
+        plan={},
+        tickets=[(MAX_TICKET_ID, "normale", None, True)],
+        overrides=[(MAX_TICKET_ID, "flash-in-next-full", "tested")],
+    )
+    assert [r.ticket_id for r in ledger.release_tickets("15.5.0")] == [MAX_TICKET_ID]

@@ -6,7 +6,9 @@ pipeline can record a delivery before and after sending and skip what is already
 
 A sender:
 - `send(message) -> Receipt`: deliver once; raise `DeliveryError(permanent=...)` on failure
-  (transient failures are retried inside the sender with backoff before giving up);
+  (transient failures are retried inside the sender with backoff before giving up). Any other
+  exception while building or sending one message is that message's permanent failure
+  (`unexpected_failure`): one bad record never stops the batch;
 - `find_existing(message) -> Receipt | None`: after a crash left a delivery "sending" with no
   result, look whether it actually went out (a marker on the forum, the account's recent posts on
   X, the file in the outbox) before sending again;
@@ -112,3 +114,18 @@ def send_many(
             yield message, sender.send(message)
         except DeliveryError as exc:
             yield message, exc
+        except Exception as exc:  # one bad message fails alone, for good: never the batch
+            yield message, unexpected_failure(message, exc)
+
+
+def unexpected_failure(message: Message, exc: Exception) -> DeliveryError:
+    """A permanent `DeliveryError` for an exception that is not one while building or sending
+    `message` (a library choking on its data): recorded with its reason, the others go on."""
+    from gestan_release.scrub import scrub
+    from gestan_release.validation import excerpt
+
+    return DeliveryError(
+        f"{message.key} could not be built or sent ({type(exc).__name__}: "
+        f"{excerpt(scrub(str(exc)), 200)})",
+        permanent=True,
+    )

@@ -16,7 +16,8 @@
 - Flood control (a validation error on `body` asking to wait) and `429` are waited out (the number
   of seconds in the message, else `Retry-After`, else `flood_pause`), a bounded number of times;
   `5xx`, timeouts and connection errors are retried with exponential backoff; `401`/`403` are
-  permanent. Error messages never contain the token.
+  permanent. Error messages never contain the token: what the forum says passes through
+  `gestan_release.scrub` (a server could quote our Authorization header).
 
 What "never twice" means on the forum:
 - `find_existing` lists the token user's own recent discussions of the category (or their
@@ -50,6 +51,7 @@ import httpx
 
 from gestan_release.channels.base import ForumComment, ForumTopic, Message, Receipt
 from gestan_release.errors import DeliveryError
+from gestan_release.scrub import remember, scrub
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,7 @@ class ForumSender:
             )
         if not token:
             raise DeliveryError("the forum is enabled but FORUM_TOKEN is not set", permanent=True)
+        remember(token)  # scrubbed from any error the forum echoes
         base = base_url.rstrip("/")
         if not base.endswith("/api/v2"):
             base += "/api/v2"
@@ -300,7 +303,7 @@ class ForumSender:
         if isinstance(posted, Receipt):
             return self._complete_topic(topic, posted, parts)
         if posted.status == 202:
-            detail = posted.body.get("message") or "held for moderation"
+            detail = scrub(str(posted.body.get("message") or "held for moderation"))[:200]
             if len(parts) > 1:
                 detail += f"; {len(parts) - 1} follow-up part(s) not posted until it is approved"
             return Receipt(state="pending_approval", detail=str(detail))
@@ -430,7 +433,7 @@ class ForumSender:
         if isinstance(posted, Receipt):
             return self._complete(comment.discussion_id, parts, comment.marker, posted)
         if posted.status == 202:
-            detail = posted.body.get("message") or "held for moderation"
+            detail = scrub(str(posted.body.get("message") or "held for moderation"))[:200]
             return Receipt(state="pending_approval", detail=str(detail))
         comment_id = posted.body.get("commentID")
         receipt = Receipt(
@@ -658,12 +661,15 @@ class ForumSender:
             return None
 
     def _refusal(self, status: int, body: dict[str, Any], what: str) -> DeliveryError:
-        message = str(body.get("message") or "")[:200]
-        errors = "; ".join(
-            f"{err.get('field')}: {err.get('message')}"
-            for err in (body.get("errors") or [])[:5]
-            if isinstance(err, dict)
-        )
+        # What the forum says is scrubbed: it may quote our Authorization header.
+        message = scrub(str(body.get("message") or ""))[:200]
+        errors = scrub(
+            "; ".join(
+                f"{err.get('field')}: {err.get('message')}"
+                for err in (body.get("errors") or [])[:5]
+                if isinstance(err, dict)
+            )
+        )[:500]
         detail = ": " + " — ".join(x for x in (message, errors) if x) if message or errors else ""
         if status == 401:
             return DeliveryError(

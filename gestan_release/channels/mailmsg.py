@@ -1,15 +1,17 @@
 """A `Mail` as a real RFC 5322 message, shared by the Maildir outbox and the SMTP sender.
 
-Addresses are built with `email.headerregistry.Address`, never by concatenation, and any CR, LF
-or NUL in a value that reaches a header is refused before the message is built: Python 3.11.7
-predates the fix for CVE-2024-6923 (header injection through folded values).
+Addresses are built with `email.headerregistry.Address`, never by concatenation, and every value
+that reaches a header is checked again by `gestan_release.validation` (the rule the ticket import
+applies) before the message is built: not only CR, LF and NUL but every control character (VT,
+FF, U+001C–U+001E, NEL…) and the Unicode line separators, which header folding treats as line
+breaks. Python 3.11.7 predates the fix for CVE-2024-6923 (header injection through folded values).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from email.charset import QP, Charset
+from email.errors import MessageError
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -20,20 +22,23 @@ from email.utils import format_datetime, formataddr, parseaddr
 
 from gestan_release.channels.base import Mail
 from gestan_release.errors import DeliveryError
-
-_HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
-# A Message-ID without its angle brackets: local@domain, no blanks, no brackets.
-_MSGID_RE = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
+from gestan_release.validation import MSGID_RE as _MSGID_RE
+from gestan_release.validation import check_text, excerpt
 
 
 def check_header_value(value: str | None, what: str) -> None:
-    """Refuse a header value that could add a header or a line (CR, LF, NUL)."""
-    if value is not None and _HEADER_BREAKERS.search(value):
+    """Refuse a header value that could add a header or a line, or hide what it says (the
+    characters `gestan_release.validation` refuses everywhere)."""
+    if value is None:
+        return
+    try:
+        check_text(what, value, header=True)
+    except ValueError as exc:
         raise DeliveryError(
-            f"{what} {value!r} contains a line break or NUL: refused so that it cannot add a "
-            f"header; fix it at its source (the ticket store or the settings)",
+            f"{exc}; refused so that it cannot add a mail header: fix it at its source (the "
+            f"ticket store or the settings)",
             permanent=True,
-        )
+        ) from None
 
 
 def address(text: str, what: str) -> Address:
@@ -47,12 +52,12 @@ def make_address(name: str, addr_spec: str, what: str) -> Address:
     check_header_value(name, f"{what} name")
     check_header_value(addr_spec, f"{what} address")
     if "@" not in addr_spec:
-        raise DeliveryError(f"{what} {addr_spec!r} is not an e-mail address", permanent=True)
+        raise DeliveryError(f"{what} {excerpt(addr_spec)} is not an e-mail address", permanent=True)
     try:
         return Address(display_name=name.strip(), addr_spec=addr_spec.strip())
-    except (ValueError, IndexError) as exc:  # email's parser raises defects as ValueError kin
+    except (ValueError, IndexError, MessageError) as exc:  # the parser's defects
         raise DeliveryError(
-            f"{what} {addr_spec!r} is not a valid e-mail address: {exc}", permanent=True
+            f"{what} {excerpt(addr_spec)} is not a valid e-mail address: {exc}", permanent=True
         ) from None
 
 
@@ -60,7 +65,9 @@ def _msgid(value: str, what: str) -> str:
     check_header_value(value, what)
     bare = value.strip().removeprefix("<").removesuffix(">")
     if not _MSGID_RE.match(bare):
-        raise DeliveryError(f"{what} {value!r} is not a Message-ID (local@domain)", permanent=True)
+        raise DeliveryError(
+            f"{what} {excerpt(value)} is not a Message-ID (local@domain)", permanent=True
+        )
     return f"<{bare}>"
 
 
@@ -74,6 +81,41 @@ def _encoded(addr: Address) -> str:
 
 
 def build_email(
+    mail: Mail,
+    mail_from: str,
+    reply_to: str | None = None,
+    *,
+    date: dt.datetime | None = None,
+) -> Message:
+    """`_build_email`, with any failure of the `email` package on this mail's data (a parser
+    defect, an encoding error) turned into a permanent `DeliveryError` of this mail alone."""
+    try:
+        return _build_email(mail, mail_from, reply_to, date=date)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        raise build_failure(mail, exc) from None
+
+
+def build_failure(mail: Mail, exc: Exception) -> DeliveryError:
+    """The permanent failure of one mail that could not be built or serialised."""
+    return DeliveryError(
+        f"the mail to {excerpt(mail.to_email)} could not be built ({type(exc).__name__}: "
+        f"{excerpt(str(exc), 200)}); fix the ticket data and resume",
+        permanent=True,
+    )
+
+
+def as_bytes(mail: Mail, message: Message, policy: object | None = None) -> bytes:
+    """The message's bytes; a failure to serialise (header folding refusing a value) is a
+    permanent `DeliveryError` of this mail, not a crash of the batch."""
+    try:
+        return message.as_bytes(policy=policy) if policy is not None else message.as_bytes()
+    except Exception as exc:
+        raise build_failure(mail, exc) from None
+
+
+def _build_email(
     mail: Mail,
     mail_from: str,
     reply_to: str | None = None,

@@ -27,7 +27,7 @@ from gestan_release.channels.base import (
     Receipt,
     Sender,
 )
-from gestan_release.channels.mailmsg import address, build_email
+from gestan_release.channels.mailmsg import address, as_bytes, build_email
 from gestan_release.errors import DeliveryError
 
 DEFAULT_MAIL_FROM = "Support Gestan <support@gestan.fr>"
@@ -44,13 +44,19 @@ def safe_file_name(text: str, *, keep: str = "") -> str:
     return name
 
 
+def _private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) for its owner only: mails name and address people."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _write_once(final: Path, data: bytes, tmp_dir: Path) -> bool:
-    """Write `data` at `final` atomically unless a file is already there; True if written."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    """Write `data` at `final` atomically unless a file is already there; True if written. The
+    file is readable by its owner only (0600)."""
+    _private_dir(tmp_dir)
+    _private_dir(final.parent)
     tmp = tmp_dir / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with open(tmp, "xb") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -105,9 +111,9 @@ class MaildirOutbox:
         existing = self.find_existing(mail)
         if existing is not None:
             return existing
-        data = build_email(mail, self.mail_from, self.reply_to).as_bytes()
+        data = as_bytes(mail, build_email(mail, self.mail_from, self.reply_to))
         for sub in ("tmp", "new", "cur"):
-            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+            _private_dir(self.directory / sub)
         final = self.directory / "new" / self.file_name(mail)
         _write_once(final, data, self.directory / "tmp")
         return Receipt(external_id=mail.message_id, url=final.resolve().as_uri())

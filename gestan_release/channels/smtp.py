@@ -45,8 +45,10 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 from gestan_release.channels.base import Mail, Message, Receipt
-from gestan_release.channels.mailmsg import build_email
+from gestan_release.channels.mailmsg import as_bytes, build_email, build_failure
 from gestan_release.errors import ConfigError, DeliveryError
+from gestan_release.scrub import remember_smtp_login, scrub
+from gestan_release.validation import check_text
 
 if TYPE_CHECKING:
     from gestan_release.settings import Settings
@@ -205,8 +207,11 @@ class SmtpSender:
         if concurrency < 1:
             raise ConfigError(f"SMTP concurrency must be at least 1, not {concurrency}")
         for what, value in (("MAIL_FROM", mail_from), ("MAIL_REPLY_TO", reply_to)):
-            if value is not None and ("\r" in value or "\n" in value):
-                raise ConfigError(f"{what} must not contain a line break")
+            if value is not None:
+                try:
+                    check_text(what, value, header=True)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
         envelope_from = parseaddr(mail_from)[1]
         if "@" not in envelope_from:
             raise ConfigError(f"MAIL_FROM has no usable address: {mail_from!r}")
@@ -215,6 +220,7 @@ class SmtpSender:
         self.security = security
         self.username = username or None
         self._password = _secret_value(password)
+        remember_smtp_login(username, self._password)
         self.mail_from = mail_from
         self.reply_to = reply_to
         self.envelope_from = envelope_from
@@ -453,9 +459,11 @@ class SmtpSender:
             except (smtplib.SMTPServerDisconnected, OSError) as exc:
                 conn.drop()
                 raise MaybeDelivered(
-                    f"{rcpt}: the connection to {self.host} was lost after the message was sent "
-                    f"and before the server answered ({exc}); it may have been delivered "
-                    f"(Message-ID <{mail.message_id}>)"
+                    self._scrub(
+                        f"{rcpt}: the connection to {self.host} was lost after the message was "
+                        f"sent and before the server answered ({exc}); it may have been "
+                        f"delivered (Message-ID <{mail.message_id}>)"
+                    )
                 ) from None
             if code != 250:
                 raise _Reply("end of DATA", code, text)
@@ -464,17 +472,30 @@ class SmtpSender:
                 conn.drop()
             else:
                 conn.reset()
-            what = f"{rcpt}: {self.host} answered {reply.code} {reply.text} to {reply.step}"
+            what = self._scrub(
+                f"{rcpt}: {self.host} answered {reply.code} {reply.text[:300]} to {reply.step}"
+            )
             if 500 <= reply.code < 600:
                 raise MailRefused(what, recipient=rcpt, code=reply.code) from None
             raise _Retry(DeliveryError(what), reconnect=reply.code == 421) from None
         except smtplib.SMTPNotSupportedError as exc:
             conn.reset()
-            raise MailRefused(f"{rcpt}: {exc}", recipient=rcpt, code=0) from None
+            raise MailRefused(self._scrub(f"{rcpt}: {exc}"), recipient=rcpt, code=0) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             conn.drop()
-            error = DeliveryError(f"{rcpt}: the connection to {self.host} was lost ({exc})")
+            error = DeliveryError(
+                self._scrub(f"{rcpt}: the connection to {self.host} was lost ({exc})")
+            )
             raise _Retry(error, reconnect=True) from None
+        except DeliveryError:
+            raise
+        except Exception as exc:  # anything else about this one mail fails it alone, for good
+            conn.drop()
+            raise MailRefused(
+                self._scrub(f"{rcpt}: could not be sent ({type(exc).__name__}: {exc})"),
+                recipient=rcpt,
+                code=0,
+            ) from None
         return Receipt(external_id=mail.message_id, detail=f"accepted by {self.host}")
 
     def _prepare(self, mail: Mail) -> tuple[bytes, bool]:
@@ -484,8 +505,11 @@ class SmtpSender:
         international = not (self.envelope_from + mail.to_email).isascii()
         # International (SMTPUTF8) mails are EmailMessages whose policy can write raw UTF-8.
         extra = {"utf8": True} if international else {}
-        policy = message.policy.clone(linesep="\r\n", **extra)
-        return message.as_bytes(policy=policy), international
+        try:
+            policy = message.policy.clone(linesep="\r\n", **extra)
+        except Exception as exc:
+            raise build_failure(mail, exc) from None
+        return as_bytes(mail, message, policy), international
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -550,7 +574,9 @@ class SmtpSender:
         except smtplib.SMTPConnectError as exc:
             raise self._reply_error(f"SMTP server {where} refused the connection", exc) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"cannot connect to the SMTP server {where}: {exc}") from None
+            raise DeliveryError(
+                self._scrub(f"cannot connect to the SMTP server {where}: {exc}")
+            ) from None
         try:
             smtp.ehlo_or_helo_if_needed()
             if self.security == "starttls":
@@ -594,7 +620,7 @@ class SmtpSender:
         except ssl.SSLError as exc:
             smtp.close()
             raise DeliveryError(
-                f"TLS with the SMTP server {where} failed: {exc}", permanent=True
+                self._scrub(f"TLS with the SMTP server {where} failed: {exc}"), permanent=True
             ) from None
         except smtplib.SMTPResponseException as exc:
             smtp.close()
@@ -614,9 +640,8 @@ class SmtpSender:
         )
 
     def _scrub(self, text: str) -> str:
-        if self._password:
-            text = text.replace(self._password, "**********")
-        return text
+        """Every SMTP reply quoted in an error passes here: a server may echo the AUTH exchange."""
+        return scrub(text, [self._password] if self._password else [])
 
     # -- helpers ---------------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ Behaviour: 2xx -> `Receipt(external_id=<post id>, url=https://x.com/i/web/status
 wait until `x-rate-limit-reset` (capped by `max_rate_limit_wait`, beyond it a transient
 `DeliveryError`); 5xx, timeouts and connection errors -> bounded retries with exponential backoff;
 403 duplicate content, other 403 (suspended account, missing permission) and 401 (after a failed
-refresh) -> permanent `DeliveryError`. Error messages never contain a secret.
+refresh) -> permanent `DeliveryError`. Error messages never contain a secret: what X says about a
+problem passes through `gestan_release.scrub` (X could quote our Authorization header).
 
 What "never twice" means on X:
 - `find_existing` reads the account's most recent posts (`GET /2/users/{id}/tweets`, one page of up
@@ -47,6 +48,7 @@ import httpx
 
 from gestan_release.channels.base import Message, Post, Receipt
 from gestan_release.errors import DeliveryError
+from gestan_release.scrub import remember, scrub
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ class XSender:
         clock: Callable[[], float] = time.time,
     ) -> None:
         oauth1 = (consumer_key, consumer_secret, access_token, access_token_secret)
+        remember(*oauth1, bearer_token, refresh_token)  # scrubbed from any error X echoes
         if all(oauth1):
             auth: httpx.Auth = _oauth1_auth_class()(
                 consumer_key,
@@ -393,6 +396,11 @@ class XSender:
 
     @staticmethod
     def _problem_detail(response: httpx.Response) -> str:
+        """The problem X describes, scrubbed: a peer may quote our Authorization header."""
+        return scrub(XSender._raw_detail(response))[:300]
+
+    @staticmethod
+    def _raw_detail(response: httpx.Response) -> str:
         try:
             body = response.json()
         except ValueError:
@@ -404,7 +412,7 @@ class XSender:
             first = body["errors"][0]
             if isinstance(first, dict):
                 text = first.get("detail") or first.get("message") or ""
-        return str(text)[:300]
+        return str(text)[:1000]
 
     def _forbidden(self, response: httpx.Response, what: str) -> DeliveryError:
         detail = self._problem_detail(response)
@@ -451,6 +459,7 @@ class XSender:
         self._auth.token = str(token)
         if body.get("refresh_token"):
             self._refresh_token = str(body["refresh_token"])
+        remember(self._auth.token, self._refresh_token)
         log.info("X: access token refreshed (persist the new refresh token if it rotated)")
         if self.on_token_refresh is not None:
             self.on_token_refresh(self._auth.token, self._refresh_token)

@@ -10,6 +10,7 @@ from typing import Any
 from gestan_release.commands import note, settings_from
 from gestan_release.errors import TicketError
 from gestan_release.tickets import STATUSES, Priority, Ticket
+from gestan_release.validation import ticket_id_arg, url_host
 
 PRIORITIES = [p.value for p in Priority]
 # Forum reports that are not tickets (yet): listed from the intake's store.
@@ -48,7 +49,9 @@ def register(subparsers: Any) -> None:
         help="add or update one ticket",
         description="Add a ticket, or update the one with that id (its status is kept).",
     )
-    add.add_argument("--id", type=int, required=True, metavar="N", help="ticket id (forum id)")
+    add.add_argument(
+        "--id", type=ticket_id_arg, required=True, metavar="N", help="ticket id (forum id)"
+    )
     add.add_argument("--title", required=True, metavar="T", help="one-line summary of the bug")
     add.add_argument("--priority", required=True, choices=PRIORITIES, help="support's triage")
     add.add_argument(
@@ -86,7 +89,7 @@ def register(subparsers: Any) -> None:
     lst.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="show one ticket", description="Show one stored ticket.")
-    show.add_argument("id", type=int, metavar="N", help="ticket id")
+    show.add_argument("id", type=ticket_id_arg, metavar="N", help="ticket id")
     show.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
     show.set_defaults(func=cmd_show)
 
@@ -109,7 +112,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from gestan_release.console import View
     from gestan_release.tickets import read_import_file
 
-    rows = read_import_file(args.file)  # checked completely before the store is even opened
+    settings = settings_from(args)
+    # Checked completely before the store is even opened.
+    rows = read_import_file(args.file, forum_host=url_host(settings.forum_base_url))
     store = _store(args)
     # A live bar on a terminal (on stderr, like the note), plain milestones otherwise.
     with View(out=sys.stderr).watching(prefect=False) as display:
@@ -132,7 +137,8 @@ def cmd_add(args: argparse.Namespace) -> int:
             "forum_url": args.forum_url,
             "forum_tracked": not args.not_forum,
             "ack_message_id": args.ack_message_id,
-        }
+        },
+        forum_host=url_host(settings_from(args).forum_base_url),
     )
     if problems:
         raise TicketError(f"ticket {args.id} not saved: " + "; ".join(problems))

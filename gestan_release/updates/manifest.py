@@ -28,7 +28,8 @@ from typing import Any
 
 from gestan_release.errors import VersionError
 from gestan_release.updates import UpdatesError
-from gestan_release.versions import Version
+from gestan_release.validation import excerpt
+from gestan_release.versions import Kind, Version
 
 STABLE = "stable"
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
@@ -55,6 +56,9 @@ ENTRY_FIELDS = (
 MUTABLE_FIELDS = frozenset({"rollout", "yanked", "yank_reason", "published_at"})
 MAX_ARTIFACTS = 16
 MAX_TEXT = 500
+KEEP_NIGHTLIES = 30  # default of UPDATES_KEEP_NIGHTLIES: nightlies a manifest keeps
+_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 class ManifestError(UpdatesError):
@@ -66,7 +70,7 @@ def check_channel(name: object) -> str:
     """The channel name, if it is a safe one (lower-case word, no path tricks)."""
     if not isinstance(name, str) or not CHANNEL_RE.match(name):
         raise ManifestError(
-            f"channel {name!r} is not valid: use lower-case letters, digits and '-', "
+            f"channel {excerpt(name)} is not valid: use lower-case letters, digits and '-', "
             f"starting with a letter (e.g. stable, nightly)"
         )
     return name
@@ -75,7 +79,7 @@ def check_channel(name: object) -> str:
 def check_platform(name: object) -> str:
     if not isinstance(name, str) or not PLATFORM_RE.match(name):
         raise ManifestError(
-            f"platform {name!r} is not valid: use lower-case letters, digits, '_' and '-' "
+            f"platform {excerpt(name)} is not valid: use lower-case letters, digits, '_' and '-' "
             f"(e.g. win64)"
         )
     return name
@@ -83,13 +87,13 @@ def check_platform(name: object) -> str:
 
 def parse_version(text: object, what: str = "version") -> Version:
     if not isinstance(text, str):
-        raise ManifestError(f"{what} must be a string like 15.4.1, not {text!r}")
+        raise ManifestError(f"{what} must be a string like 15.4.1, not {excerpt(text)}")
     try:
         v = Version.parse(text)
     except VersionError as exc:
         raise ManifestError(f"{what}: {exc}") from None
     if str(v) != text:
-        raise ManifestError(f"{what} {text!r} is not written canonically: use {v}")
+        raise ManifestError(f"{what} {excerpt(text)} is not written canonically: use {v}")
     return v
 
 
@@ -103,14 +107,18 @@ def format_time(when: dt.datetime) -> str:
 
 
 def parse_time(text: str) -> dt.datetime:
-    """An ISO 8601 time; naive times are taken as UTC."""
+    """An ISO 8601 time between the years 2000 and 9000, in UTC; naive times are taken as UTC.
+    (`9999-12-31T23:59:59-23:59` parses, but its UTC is past year 9999: refused, not a crash.)"""
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
+        when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    except (ValueError, AttributeError, TypeError, OverflowError):
         raise ManifestError(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-27T10:00:00Z)"
+            f"{excerpt(text)} is not an ISO 8601 time (e.g. 2026-11-27T10:00:00Z)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    if not _EARLIEST <= when < _LATEST:
+        raise ManifestError(f"{excerpt(text)} is not a time between the years 2000 and 9000")
+    return when
 
 
 # -- canonical JSON -------------------------------------------------------------------------------
@@ -124,14 +132,14 @@ def canonical(document: Any) -> bytes:
 # -- release entries ------------------------------------------------------------------------------
 def _url(value: object, what: str) -> str:
     if not isinstance(value, str) or not _URL_RE.match(value):
-        raise ManifestError(f"{what} must be an http(s) URL, not {value!r}")
+        raise ManifestError(f"{what} must be an http(s) URL, not {excerpt(value)}")
     return value
 
 
 def _bool(entry: Mapping[str, Any], name: str, default: bool = False) -> bool:
     value = entry.get(name, default)
     if not isinstance(value, bool):
-        raise ManifestError(f"{name} must be true or false, not {value!r}")
+        raise ManifestError(f"{name} must be true or false, not {excerpt(value)}")
     return value
 
 
@@ -153,16 +161,23 @@ def _artifacts(value: object) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for platform, art in value.items():
         check_platform(platform)
+        where = f"artifact {excerpt(platform)}"
         if not isinstance(art, dict) or set(art) != {"url", "sha256", "size"}:
-            raise ManifestError(f"artifact {platform!r} must have exactly url, sha256 and size")
+            raise ManifestError(
+                f"artifact {excerpt(platform)} must have exactly url, sha256 and size"
+            )
         sha = art["sha256"]
         if not isinstance(sha, str) or not _SHA256_RE.match(sha):
-            raise ManifestError(f"artifact {platform!r}: sha256 must be 64 hexadecimal digits")
+            raise ManifestError(
+                f"artifact {excerpt(platform)}: sha256 must be 64 hexadecimal digits"
+            )
         size = art["size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ManifestError(f"artifact {platform!r}: size must be a byte count (integer ≥ 0)")
+            raise ManifestError(
+                f"artifact {excerpt(platform)}: size must be a byte count (integer ≥ 0)"
+            )
         out[platform] = {
-            "url": _url(art["url"], f"artifact {platform!r} url"),
+            "url": _url(art["url"], f"{where} url"),
             "sha256": sha.lower(),
             "size": size,
         }
@@ -181,24 +196,30 @@ def normalize_entry(
     unknown = sorted(set(raw) - set(ENTRY_FIELDS))
     if unknown:
         raise ManifestError(
-            f"unknown field(s) {', '.join(unknown)} in release entry; "
+            f"unknown field(s) {', '.join(excerpt(u, 20) for u in unknown[:5])} in the entry; "
             f"known: {', '.join(ENTRY_FIELDS)}"
         )
     text = raw.get("version", version)
     if version is not None and text != version:
-        raise ManifestError(f"the body names version {text!r} but the URL names {version!r}")
+        raise ManifestError(
+            f"the body names version {excerpt(text)} but the URL names {excerpt(version)}"
+        )
     v = parse_version(text)
     kind = raw.get("kind", v.kind.value)
     if kind != v.kind.value:
-        raise ManifestError(f"{v} is a {v.kind.value} version, not {kind!r}")
+        raise ManifestError(f"{v} is a {v.kind.value} version, not {excerpt(kind)}")
     min_version = raw.get("min_version")
     if min_version is not None and not parse_version(min_version, "min_version") < v:
-        raise ManifestError(f"min_version {min_version} must be below the release itself ({v})")
+        raise ManifestError(
+            f"min_version {excerpt(min_version)} must be below the release itself ({v})"
+        )
     rollout = raw.get("rollout", 100)
     if not isinstance(rollout, int) or isinstance(rollout, bool) or not 0 <= rollout <= 100:
-        raise ManifestError(f"rollout must be a whole percentage 0–100, not {rollout!r}")
+        raise ManifestError(f"rollout must be a whole percentage 0–100, not {excerpt(rollout)}")
     published = raw.get("published_at")
-    published_at = format_time(parse_time(published) if published else (now or utc_now()))
+    published_at = format_time(
+        parse_time(published) if published is not None else (now or utc_now())
+    )
     yanked = _bool(raw, "yanked")
     return {
         "version": str(v),
@@ -230,6 +251,52 @@ def with_release(manifest: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[
     others = [r for r in manifest["releases"] if r["version"] != entry["version"]]
     releases = sorted([*others, dict(entry)], key=lambda r: Version.parse(r["version"]))
     return {**manifest, "releases": releases}
+
+
+def check_publishable(channel: str, version: Version) -> None:
+    """A pre-release (nightly) is never published on `stable`: stable installs would take it."""
+    if channel == STABLE and version.is_nightly:
+        raise ManifestError(
+            f"{version} is a nightly (a pre-release): it goes on the nightly channel, never on "
+            f"{STABLE}, whose installs would be offered it"
+        )
+
+
+def retained(releases: Sequence[Mapping[str, Any]], keep_nightlies: int) -> list[dict[str, Any]]:
+    """The releases a manifest keeps, so that it never grows without end: at about 400 nightlies
+    the nightly manifest passed the clients' 256 KiB limit and installs got nothing.
+
+    Full versions and U sub-versions are all kept (a few dozen a year; an old one may still be
+    yanked, and installs running it told). Of the nightlies, what clients still need:
+    - the last `keep_nightlies` (UPDATES_KEEP_NIGHTLIES);
+    - the latest of each line (15.5.0-nightly…, 15.6.0-nightly…);
+    - every nightly from the newest one offered to everybody (not yanked, rollout 100) upwards,
+      so that a staged or halted newest nightly leaves the others something to take;
+    - every nightly named as a kept release's `min_version` (a stepping stone).
+    An install more than `keep_nightlies` nightlies behind jumps to the newest, which holds every
+    fix; it is not told that a nightly it skips was critical.
+    """
+    parsed = sorted(((Version.parse(r["version"]), r) for r in releases), key=lambda p: p[0])
+    nightlies = [(v, r) for v, r in parsed if v.kind is Kind.NIGHTLY]
+    keep = {v for v, _ in parsed if v.kind is not Kind.NIGHTLY}
+    keep.update(v for v, _ in nightlies[-keep_nightlies:] if keep_nightlies > 0)
+    latest: dict[tuple[int, int], Version] = {}
+    for v, _ in nightlies:
+        latest[v.line] = v
+    keep.update(latest.values())
+    for v, r in reversed(nightlies):
+        if r.get("yanked"):
+            continue
+        keep.add(v)
+        if r.get("rollout", 100) >= 100:
+            break
+    published = {v for v, _ in parsed}
+    for v, r in parsed:
+        if v in keep and r.get("min_version"):
+            stone = Version.parse(r["min_version"])
+            if stone in published:
+                keep.add(stone)
+    return [dict(r) for v, r in parsed if v in keep]
 
 
 def find_release(manifest: Mapping[str, Any], version: str) -> dict[str, Any] | None:

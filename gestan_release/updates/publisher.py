@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from gestan_release.errors import ConfigError, DeliveryError
+from gestan_release.scrub import remember, scrub
 from gestan_release.updates.manifest import check_channel, parse_version
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class HttpPublisher:
         self.backoff = backoff
         self.sleep = sleep
         headers = {"user-agent": "gestan-release"}
+        remember(token)
         if token:
             headers["authorization"] = f"Bearer {token}"
         self._client = httpx.Client(
@@ -124,7 +126,14 @@ class HttpPublisher:
                 problem = f"{type(exc).__name__}"
             else:
                 if response.status_code < 400:
-                    return response.json()
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise PublishError(
+                            f"{what}: HTTP {response.status_code} but the answer is not JSON; "
+                            f"is UPDATES_URL the update server?",
+                            permanent=True,
+                        ) from None
                 if response.status_code < 500:
                     raise self._refusal(what, response)
                 problem = f"HTTP {response.status_code}"
@@ -138,10 +147,13 @@ class HttpPublisher:
 
     @staticmethod
     def _refusal(what: str, response: httpx.Response) -> PublishError:
+        # What the server says is scrubbed: a proxy or a server may quote our Authorization.
         try:
-            detail = response.json().get("error", "")
+            body = response.json()
+            detail = str(body.get("error", "")) if isinstance(body, dict) else ""
         except ValueError:
-            detail = response.text[:200]
+            detail = response.text
+        detail = scrub(detail[:1000])[:200]
         status = response.status_code
         if status == 409:
             return PublishConflict(f"{what}: HTTP 409 conflict: {detail}", permanent=True)
@@ -184,7 +196,12 @@ def local_store(settings: Settings, data_dir: Any = None) -> Store:
     if settings.updates_signing_key is None:
         raise ConfigError("UPDATES_SIGNING_KEY is not set")
     signer = Signer.from_file(settings.updates_signing_key, create=True)
-    return Store(Path(data_dir) if data_dir else settings.updates_dir, signer)
+    if settings.updates_keep_nightlies < 1:
+        raise ConfigError(
+            f"UPDATES_KEEP_NIGHTLIES must be at least 1, not {settings.updates_keep_nightlies}"
+        )
+    root = Path(data_dir) if data_dir else settings.updates_dir
+    return Store(root, signer, keep_nightlies=settings.updates_keep_nightlies)
 
 
 def publisher_for(settings: Settings) -> Publisher:

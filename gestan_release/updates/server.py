@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from gestan_release.updates import UpdatesError
+from gestan_release.updates.limits import Limits, uvicorn_options
 from gestan_release.updates.manifest import (
     CHANNEL_RE,
     INSTALL_ID_RE,
@@ -37,14 +38,16 @@ from gestan_release.updates.manifest import (
     is_critical_jump,
     parse_time,
     parse_version,
-    utc_now,
 )
 from gestan_release.updates.store import ReleaseConflict, ReleaseNotFound, SignedManifest, Store
+from gestan_release.validation import excerpt, json_too_deep
 from gestan_release.versions import Version
 
 log = logging.getLogger("gestan_release.updates.server")
 
 MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 8  # a release entry nests three levels deep
+MAX_BACKOFF = 300.0  # seconds between two attempts to write a store that cannot be written
 MANIFEST_CACHE_CONTROL = b"public, max-age=60, must-revalidate"
 _CACHE_LIMIT = 100_000
 _JSON = (b"content-type", b"application/json")
@@ -73,6 +76,46 @@ def _error(status: int, message: str, extra: Iterable[tuple[bytes, bytes]] = ())
 
 
 _NOT_FOUND = _error(404, "not found")
+_READ = b"GET, HEAD"
+_ADMIN = b"PUT, PATCH"
+
+
+def _not_allowed(allow: bytes) -> _Answer:
+    return _error(405, "method not allowed", [(b"allow", allow)])
+
+
+class _StoreHealth:
+    """Whether the store can be written: after a failure the next attempt waits (doubling, at most
+    `MAX_BACKOFF`), and only a change of state is logged — one line, not a traceback per request."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.failures = 0
+        self.problem: str | None = None
+        self.next_attempt = 0.0
+
+    def due(self) -> bool:
+        return self.clock() >= self.next_attempt
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        problem = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+        self.failures += 1
+        wait = min(MAX_BACKOFF, 2.0 ** (self.failures - 1))
+        self.next_attempt = self.clock() + wait
+        if problem != self.problem:
+            log.error(
+                "the update store cannot be written (%s while %s); serving the signed manifests "
+                "as they are, trying again with a growing delay (at most %.0f s)",
+                problem,
+                what,
+                MAX_BACKOFF,
+            )
+        self.problem = problem
+
+    def ok(self) -> None:
+        if self.problem is not None:
+            log.warning("the update store can be written again (%d failed attempts)", self.failures)
+        self.failures, self.problem, self.next_attempt = 0, None, 0.0
 
 
 class BadQuery(ValueError):
@@ -90,15 +133,21 @@ class UpdateServer:
         channels: Iterable[str] = (),
         poll_interval: float = 1.0,
         max_body: int = MAX_BODY,
+        clock: Any = time.monotonic,
     ) -> None:
         self.store = store
         self._token = token.encode() if token else None
         self._configured = {check_channel(c) for c in channels}
         self.poll_interval = poll_interval
         self.max_body = max_body
+        self.clock = clock
+        self.health = _StoreHealth(clock)
         self._next_poll = 0.0
         self._fingerprint: Any = None
         self._refreshing = False
+        self.refresh_future: Any = None  # the re-signing in progress, if any (tests await it)
+        self._bugs_logged: set[tuple[str, str]] = set()
+        self._read_problem: str | None = None
         self._reload()
 
     # -- state -------------------------------------------------------------------------------------
@@ -116,28 +165,41 @@ class UpdateServer:
         self._refresh_due = min(expiries) - self.store.ttl / 2 if expiries else None
 
     def _maybe_reload(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if now < self._next_poll:
             return
         self._next_poll = now + self.poll_interval
-        if self.store.fingerprint() != self._fingerprint:
-            try:
+        try:
+            if self.store.fingerprint() != self._fingerprint:
                 self._reload()
-            except UpdatesError as exc:  # keep serving what we had; say why
-                log.error("update store not reloaded: %s", exc)
+            if self._read_problem is not None:
+                log.warning("update store read again")
+                self._read_problem = None
+        except (UpdatesError, OSError) as exc:  # keep serving what we had; say why, once
+            problem = str(exc)
+            if problem != self._read_problem:
+                log.error("update store not reloaded (serving what was loaded): %s", problem)
+            self._read_problem = problem
         if (
             self._refresh_due is not None
-            and utc_now() >= self._refresh_due
+            and self.store.clock() >= self._refresh_due
             and not self._refreshing
+            and self.health.due()
         ):
             self._refreshing = True
-            asyncio.get_running_loop().run_in_executor(None, self._refresh)
+            self.refresh_future = asyncio.get_running_loop().run_in_executor(None, self._refresh)
 
     def _refresh(self) -> None:
         try:
             self.store.refresh()
-        except Exception:  # the next poll tries again
-            log.exception("could not re-sign the expiring manifests")
+        except (OSError, UpdatesError) as exc:  # expected: a full disk, a read-only store
+            self.health.failed("re-signing the expiring manifests", exc)
+        except Exception as exc:  # a bug: its traceback once, then backing off like the others
+            if self.health.problem is None:
+                log.exception("could not re-sign the expiring manifests")
+            self.health.failed("re-signing the expiring manifests", exc)
+        else:
+            self.health.ok()
         finally:
             self._refreshing = False
             self._next_poll = 0.0
@@ -150,24 +212,46 @@ class UpdateServer:
             return
         if kind != "http":
             return
-        self._maybe_reload()
         method = scope["method"]
-        path = scope["path"]
-        if path == "/v1/check":
-            answer = self.check(scope["query_string"]) if method in ("GET", "HEAD") else None
-        elif path.startswith("/v1/channels/"):
-            answer = await self._channels(scope, receive, method, path)
-        elif path == "/healthz":
-            answer = _Answer(200, [_NO_STORE], b"ok")
-        else:
-            answer = _NOT_FOUND
-        if answer is None:
-            answer = _error(405, "method not allowed")
+        try:
+            self._maybe_reload()
+            path = scope["path"]
+            if path == "/v1/check":
+                if method == "GET" or method == "HEAD":
+                    answer = self.check(scope["query_string"])
+                else:
+                    answer = _not_allowed(_READ)
+            elif path.startswith("/v1/channels/"):
+                answer = await self._channels(scope, receive, method, path)
+            elif path == "/healthz":
+                ok = method in ("GET", "HEAD")
+                answer = _Answer(200, [_NO_STORE], b"ok") if ok else _not_allowed(_READ)
+            else:
+                answer = _NOT_FOUND
+        except Exception as exc:  # a bug: one line per kind of failure, never a flood
+            answer = self._bug(scope, exc)
         headers = answer.headers
         if answer.status not in (204, 304):
             headers = [*headers, (b"content-length", b"%d" % len(answer.body))]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
+
+    def _bug(self, scope: dict, exc: Exception) -> _Answer:
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        site = f"{where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else "?"
+        key = (type(exc).__name__, site)
+        if key not in self._bugs_logged and len(self._bugs_logged) < 100:
+            self._bugs_logged.add(key)
+            log.error(
+                "internal error answering %s %s (logged once per kind): %s",
+                scope.get("method"),
+                excerpt(scope.get("path", ""), 80),
+                excerpt(f"{type(exc).__name__}: {exc}", 300),
+                exc_info=exc,
+            )
+        return _error(500, "internal error")
 
     # -- GET /v1/check -----------------------------------------------------------------------------
     def check(self, query_string: bytes) -> _Answer:
@@ -176,7 +260,7 @@ class UpdateServer:
         except BadQuery as exc:
             return _error(400, str(exc))
         if channel not in self._known:
-            return _error(400, f"unknown channel {channel!r}")
+            return _error(400, f"unknown channel {excerpt(channel)}")
         plan_key = (channel, platform, version_text)
         plan = self._plans.get(plan_key)
         if plan is None:
@@ -242,24 +326,24 @@ class UpdateServer:
         return _Answer(200, [_JSON, _NO_STORE, signature], data)
 
     # -- /v1/channels/… ----------------------------------------------------------------------------
-    async def _channels(self, scope: dict, receive: Any, method: str, path: str) -> _Answer | None:
+    async def _channels(self, scope: dict, receive: Any, method: str, path: str) -> _Answer:
         parts = path[len("/v1/channels/") :].split("/")
         if len(parts) == 2 and parts[1] in ("manifest.json", "manifest.json.sig"):
             if method not in ("GET", "HEAD"):
-                return None
+                return _not_allowed(_READ)
             return self._manifest(scope, parts[0], parts[1].endswith(".sig"))
         if len(parts) == 3 and parts[1] == "releases":
             if method not in ("PUT", "PATCH"):
-                return None
+                return _not_allowed(_ADMIN)
             return await self._admin(scope, receive, method, parts[0], parts[2])
         return _NOT_FOUND
 
     def _manifest(self, scope: dict, channel: str, signature: bool) -> _Answer:
         if not CHANNEL_RE.match(channel):
-            return _error(400, f"channel {channel!r} is not valid")
+            return _error(400, f"channel {excerpt(channel)} is not valid")
         answers = self._manifest_answers.get(channel)
         if answers is None:
-            return _error(404, f"nothing published on channel {channel!r}")
+            return _error(404, f"nothing published on channel {excerpt(channel)}")
         full, sig, etag = answers
         if signature:
             return sig
@@ -305,15 +389,18 @@ class UpdateServer:
             return _error(400, str(exc))
         if channel not in self._known:
             return _error(
-                400, f"unknown channel {channel!r}; configured: {', '.join(sorted(self._known))}"
+                400,
+                f"unknown channel {excerpt(channel)}; configured: {', '.join(sorted(self._known))}",
             )
         try:
             body = await self._read_body(scope, receive)
         except _TooLarge:
             return _error(413, f"request body over {self.max_body} bytes")
+        if json_too_deep(body, MAX_JSON_DEPTH):
+            return _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _error(400, "the body must be JSON")
         if not isinstance(payload, dict):
             return _error(400, "the body must be a JSON object")
@@ -330,6 +417,10 @@ class UpdateServer:
             return _error(404, str(exc))
         except ManifestError as exc:
             return _error(400, str(exc))
+        except (OSError, UpdatesError) as exc:  # a full disk, a read-only or corrupt store
+            self.health.failed(f"{method} {channel}/{version}", exc)
+            return _error(503, "the update store cannot be written now; try again later")
+        self.health.ok()
         self._reload()
         return _Answer(status, [_JSON, _NO_STORE], json.dumps(change.as_json()).encode())
 
@@ -377,7 +468,7 @@ def _parse_check(query_string: bytes) -> tuple[str, str, str, str, bool]:
         if "%" in value or "+" in value:
             value = unquote_plus(value)
         if name in params:
-            raise BadQuery(f"parameter {name!r} given twice")
+            raise BadQuery(f"parameter {excerpt(name)} given twice")
         params[name] = value
     try:
         channel = params.pop("channel")
@@ -391,11 +482,12 @@ def _parse_check(query_string: bytes) -> tuple[str, str, str, str, bool]:
         ) from None
     interactive = params.pop("interactive", "0")
     if params:
-        raise BadQuery(f"unknown parameter(s) {', '.join(sorted(params))}")
+        names = ", ".join(excerpt(n, 20) for n in sorted(params)[:5])
+        raise BadQuery(f"unknown parameter(s) {names}")
     if not CHANNEL_RE.match(channel):
-        raise BadQuery(f"channel {channel!r} is not valid")
+        raise BadQuery(f"channel {excerpt(channel)} is not valid")
     if not PLATFORM_RE.match(platform):
-        raise BadQuery(f"platform {platform!r} is not valid")
+        raise BadQuery(f"platform {excerpt(platform)} is not valid")
     if not INSTALL_ID_RE.match(install_id):
         raise BadQuery("install_id must be 1–128 letters, digits, '.', '_', ':' or '-'")
     if interactive not in ("0", "1"):
@@ -421,9 +513,12 @@ async def _lifespan(receive: Any, send: Any) -> None:
             return
 
 
-def uvicorn_config(app: UpdateServer, host: str, port: int, **extra: Any) -> Any:
+def uvicorn_config(
+    app: UpdateServer, host: str, port: int, *, limits: Limits | None = None, **extra: Any
+) -> Any:
     """uvicorn settings for the update server: one worker, no access log (installs' ids are not
-    logged), httptools and uvloop when installed."""
+    logged), httptools and uvloop when installed, and the connection limits of
+    `gestan_release.updates.limits` (request-head timeout, header size cap, connection cap)."""
     import uvicorn
 
     options: dict[str, Any] = {
@@ -432,18 +527,18 @@ def uvicorn_config(app: UpdateServer, host: str, port: int, **extra: Any) -> Any
         "log_level": "warning",
         "access_log": False,
         "server_header": False,
-        "http": "auto",
         "loop": "auto",
         "lifespan": "on",
         "backlog": 4096,
+        **uvicorn_options(limits or Limits(), extra.pop("http", "auto")),
         **extra,
     }
     return uvicorn.Config(app, **options)
 
 
-def serve(app: UpdateServer, host: str, port: int) -> None:
+def serve(app: UpdateServer, host: str, port: int, limits: Limits | None = None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.Server(uvicorn_config(app, host, port)).run()
+        uvicorn.Server(uvicorn_config(app, host, port, limits=limits)).run()

@@ -24,10 +24,12 @@ from typing import Any
 
 from gestan_release.updates import UpdatesError
 from gestan_release.updates.manifest import (
+    KEEP_NIGHTLIES,
     MUTABLE_FIELDS,
     ManifestError,
     canonical,
     check_channel,
+    check_publishable,
     empty_manifest,
     find_release,
     format_time,
@@ -35,6 +37,7 @@ from gestan_release.updates.manifest import (
     normalize_entry,
     parse_time,
     parse_version,
+    retained,
     same_release,
     utc_now,
     with_release,
@@ -130,11 +133,13 @@ class Store:
         *,
         ttl: dt.timedelta = DEFAULT_TTL,
         clock: Callable[[], dt.datetime] = utc_now,
+        keep_nightlies: int = KEEP_NIGHTLIES,
     ) -> None:
         self.root = Path(root)
         self.signer = signer
         self.ttl = ttl
         self.clock = clock
+        self.keep_nightlies = keep_nightlies
 
     # -- reading ----------------------------------------------------------------------------------
     def path(self, channel: str) -> Path:
@@ -230,11 +235,17 @@ class Store:
     def publish(self, channel: str, raw: dict[str, Any], version: str | None = None) -> Change:
         """Add a release; the same release again changes nothing, a different one is refused."""
         entry = normalize_entry(raw, version=version, now=self.clock())
+        check_publishable(channel, parse_version(entry["version"]))
 
         def change(manifest: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
             existing = find_release(manifest, entry["version"])
             if existing is None:
-                return with_release(manifest, entry), entry
+                new = with_release(manifest, entry)
+                new["releases"] = retained(new["releases"], self.keep_nightlies)
+                if find_release(new, entry["version"]) is None:
+                    # An old nightly published again (a resumed flow): already past retention.
+                    return None, entry
+                return new, entry
             if same_release(existing, entry):
                 return None, existing
             differing = [
@@ -247,7 +258,7 @@ class Store:
             )
 
         signed, release = self._mutate(channel, change)
-        changed = release is entry
+        changed = release is entry and find_release(signed.manifest, entry["version"]) is not None
         return Change(channel, signed.serial, release, changed)
 
     def _update_release(self, channel: str, version: str, **fields: Any) -> Change:

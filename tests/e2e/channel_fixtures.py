@@ -97,6 +97,21 @@ class Channels:
 
         self.mp.setattr(Ledger, "mark_done", mark_done)
 
+    def kill_before_summary(self) -> None:
+        """Every step ran; the process dies before the release's summary (once)."""
+        from gestan_release import pipeline
+
+        real = pipeline.summary
+        armed = [True]
+
+        def summary(*args: Any, **kwargs: Any) -> Any:
+            if armed[0]:
+                armed[0] = False
+                raise ProcessKilled("killed after every step, before the summary")
+            return real(*args, **kwargs)
+
+        self.mp.setattr(pipeline, "summary", summary)
+
     def kill_after_timeout(self, channel: str, timeout: float = 2.0) -> None:
         """The channel's next POST reaches the server and is applied, but its answer comes after
         the client's timeout; the process dies while the sender waits to look/retry."""

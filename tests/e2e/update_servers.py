@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gestan_release.updates.limits import Limits
 from gestan_release.updates.server import UpdateServer, uvicorn_config
 from gestan_release.updates.signing import Signer
 from gestan_release.updates.store import Store
@@ -36,14 +37,21 @@ class RunningServer:
 
 
 def start_update_server(
-    data: Path, key: Path, *, token: str | None = TOKEN, channels=("stable", "nightly")
+    data: Path,
+    key: Path,
+    *,
+    token: str | None = TOKEN,
+    channels=("stable", "nightly"),
+    limits: Limits | None = None,
+    **uvicorn_extra,
 ) -> RunningServer:
     import uvicorn
 
     store = Store(data, Signer.from_file(key))
     app = UpdateServer(store, token=token, channels=channels, poll_interval=0.05)
     port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port))
+    config = uvicorn_config(app, "127.0.0.1", port, limits=limits, **uvicorn_extra)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -141,13 +141,15 @@ class Scripted:
 
     `reply` is sent instead of the normal behaviour; with `apply=True` the request is handled
     normally (e.g. the post is created) and `reply`, if any, replaces the answer. `delay` holds the
-    answer back that many seconds (a slow response, past the client's timeout)."""
+    answer back that many seconds (a slow response, past the client's timeout). `respond` builds
+    the reply from the request instead (a hostile peer that echoes what it was sent)."""
 
     method: str
     path: str
     reply: Reply | None = None
     delay: float = 0.0
     apply: bool = False
+    respond: Callable[[Request], Reply] | None = None
 
 
 class FakeHTTPServer(abc.ABC):
@@ -299,6 +301,8 @@ class FakeHTTPServer(abc.ABC):
             with self._lock:
                 self.validation_errors.extend(errors)
             reply = Reply(400, {"message": "request does not match the OpenAPI document"})
+        elif script is not None and script.respond is not None:
+            reply = script.respond(request)
         elif script is not None and not script.apply:
             reply = script.reply or Reply(500, {"message": "scripted"})
         else:
