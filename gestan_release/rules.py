@@ -113,6 +113,9 @@ class Rules:
         """The rules, once every one of them is usable; else a ConfigError naming the setting
         (and, from `sources`, where it was set: the environment variable or the toml file)."""
 
+        def q(text: str) -> str:  # a pattern as the user typed it (repr doubles backslashes)
+            return f"'{text}'"
+
         def bad(setting: str, why: str) -> ConfigError:
             where = (sources or {}).get(setting.lower(), "the defaults")
             return ConfigError(f"setting {setting} from {where} is invalid: {why}")
@@ -127,13 +130,13 @@ class Rules:
                 try:
                     compiled = re.compile(p)
                 except re.error as exc:
-                    raise bad(setting, f"{p!r} is not a regular expression ({exc})") from None
+                    raise bad(setting, f"{q(p)} is not a regular expression ({exc})") from None
                 if compiled.fullmatch("") is not None:
-                    raise bad(setting, f"{p!r} matches an empty text, so it would match anywhere")
+                    raise bad(setting, f"{q(p)} matches an empty text, so it would match anywhere")
                 if setting == "TICKET_PATTERNS" and compiled.groups != 1:
                     raise bad(
                         setting,
-                        f"{p!r} has {compiled.groups} capturing groups; it needs exactly one, "
+                        f"{q(p)} has {compiled.groups} capturing groups; it needs exactly one, "
                         f"around the ticket number (e.g. GES-(\\d+); write (?:…) for the others)",
                     )
         for setting, names in (
@@ -144,13 +147,14 @@ class Rules:
                 if not re.fullmatch(r"[A-Za-z0-9-]+", name):
                     raise bad(
                         setting,
-                        f"{name!r} is not a trailer name (letters, digits and '-', e.g. Fixes)",
+                        f"{q(name)} is not a trailer name (letters, digits and '-', e.g. Fixes)",
                     )
-        both = {n.lower() for n in self.fix_trailers} & {n.lower() for n in self.ref_trailers}
+        fixing = {n.lower() for n in self.fix_trailers}
+        both = [n for n in self.ref_trailers if n.lower() in fixing]
         if both:
             raise bad(
                 "REF_TRAILERS",
-                f"{', '.join(sorted(both))} is also in FIX_TRAILERS: a trailer fixes or mentions",
+                f"{', '.join(both)} is also in FIX_TRAILERS: a trailer fixes or mentions",
             )
         if self.merge_refs not in MERGE_REFS:
             raise bad("MERGE_REFS", f"{self.merge_refs!r}: use trailers or all")

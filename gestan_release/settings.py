@@ -155,7 +155,7 @@ def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
         if "tuple" in kind:
             if isinstance(raw, (list, tuple)):
                 return tuple(str(x) for x in raw)
-            if str(raw).lstrip().startswith("["):  # a JSON array: for regexes holding commas
+            if str(raw).lstrip().startswith(('["', "[]")):  # JSON: for regexes with commas
                 import json
 
                 try:

@@ -168,7 +168,8 @@ def _explain(
         print(json.dumps(story, ensure_ascii=False, indent=2))
         return 0
     label = f"de {rng.from_ref or '(début)'} à {to_label}"
-    sys.stdout.write(render_story(story, markdown=args.format == "markdown", range_label=label))
+    text = render_story(story, markdown=args.format == "markdown", range_label=label)
+    sys.stdout.write(text.rstrip("\n") + "\n")
     return 0
 
 
