@@ -48,6 +48,8 @@ class Range:
     previous: Version | None
     warnings: tuple[str, ...] = ()  # what the user should know about how the range was chosen
     previous_tag: ReleaseTag | None = None  # the release tag picked as the start, if any
+    from_sha: str | None = None  # an explicit --from, resolved (its ancestry is checked)
+    to_ref: str = "HEAD"
 
     def rev_args(self) -> list[str]:
         return [f"{self.from_ref}..{self.to_sha}"] if self.from_ref else [self.to_sha]
@@ -73,8 +75,8 @@ def resolve_range(
     to_sha = resolve_commit(repo, to_ref, "--to")
     if from_ref is not None:
         from_sha = resolve_commit(repo, from_ref, "--from")
-        warnings = _unrelated_range(repo, from_ref, from_sha, to_ref, to_sha)
-        return Range(from_ref, to_sha, version_of_explicit_tag(repo, from_ref, prefix), warnings)
+        previous = version_of_explicit_tag(repo, from_ref, prefix)
+        return Range(from_ref, to_sha, previous, from_sha=from_sha, to_ref=to_ref)
     prev, elsewhere = find_previous_release(repo, to_sha, prefix, line)
     warnings = ()
     if elsewhere is not None:
@@ -90,13 +92,25 @@ def resolve_range(
     return Range(prev.tag, to_sha, prev.version, warnings, prev)
 
 
+def range_warnings(repo: Path, rng: Range, fixes: RangeFixes) -> tuple[str, ...]:
+    """What the user should know about the range, once read: how it was chosen, and whether an
+    explicit `--from` is in the history of `--to` (a reversed or crossed range silently gives
+    fewer tickets than the user thinks). The log tells the ancestry; git is asked only to name
+    the merge base of a range that is wrong."""
+    if rng.from_sha is None or rng.from_ref is None:
+        return rng.warnings
+    ancestor = fixes.start_is_ancestor
+    if ancestor is None:
+        ancestor = is_ancestor(repo, rng.from_sha, rng.to_sha)
+    if ancestor or rng.from_sha == rng.to_sha:
+        return rng.warnings
+    return rng.warnings + _unrelated_range(repo, rng.from_ref, rng.from_sha, rng.to_ref, rng.to_sha)
+
+
 def _unrelated_range(
     repo: Path, from_ref: str, from_sha: str, to_ref: str, to_sha: str
 ) -> tuple[str, ...]:
-    """A warning when `--from` is not in the history of `--to` (a reversed or crossed range
-    silently gives fewer tickets than the user thinks)."""
-    if from_sha == to_sha or is_ancestor(repo, from_sha, to_sha):
-        return ()
+    """The warning for a `--from` that is not in the history of `--to`."""
     base = merge_base(repo, from_sha, to_sha)
     if base is None:
         return (
@@ -136,7 +150,9 @@ def release_range(repo: Path, version: str, prefix: str = "v") -> Range:
 def changelog_for(settings: Settings, rng: Range, fixes: RangeFixes | None = None) -> Changelog:
     """Read the range once, apply the rules, join with the ticket store."""
     if fixes is None:
-        fixes = scan_range(settings.repo, rng.rev_args(), Rules.from_settings(settings))
+        fixes = scan_range(
+            settings.repo, rng.rev_args(), Rules.from_settings(settings), rng.from_sha
+        )
     tickets = lookup_tickets(settings.database_url, fixes.fixes.keys()) if fixes.fixes else {}
     return build_changelog(
         fixes,
