@@ -243,6 +243,23 @@ def resolve_commit(repo: Path | str, ref: str, option: str = "ref") -> str:
     raise GitError(f"unknown ref {ref!r}: no branch, tag or commit of that name in this repository")
 
 
+def resolve_commits(repo: Path | str, refs: Sequence[tuple[str, str]]) -> list[str]:
+    """The full shas of several (ref, option) at once (one git process when all resolve; else
+    the error of `resolve_commit` for the first that does not)."""
+    for ref, option in refs:
+        check_ref(ref, option)
+    out = run(
+        repo,
+        "rev-parse",
+        "--end-of-options",
+        *(f"{ref}^{{commit}}" for ref, _ in refs),
+        check=False,
+    ).split()
+    if len(out) == len(refs) and all(len(sha) >= 40 and _HEX.fullmatch(sha) for sha in out):
+        return out
+    return [resolve_commit(repo, ref, option) for ref, option in refs]
+
+
 def commits_starting_with(repo: Path | str, prefix: str) -> list[tuple[str, str]]:
     """(sha, subject) of every commit whose sha starts with `prefix` (at least 4 hex digits)."""
     objects = run(repo, "rev-parse", f"--disambiguate={prefix}", check=False).split()
@@ -325,6 +342,17 @@ def tag_target(repo: Path | str, tag: str) -> str | None:
 
 def tag_exists(repo: Path | str, name: str) -> bool:
     return bool(run(repo, "rev-parse", "--verify", "--quiet", f"refs/tags/{name}", check=False))
+
+
+def existing_tags(repo: Path | str, names: Sequence[str]) -> set[str]:
+    """Which of `names` are tags (one git process for all)."""
+    wanted = [n for n in names if n and not n.startswith("-")]
+    if not wanted:
+        return set()
+    out = run(
+        repo, "for-each-ref", "--format=%(refname:strip=2)", *(f"refs/tags/{n}" for n in wanted)
+    )
+    return set(out.split("\n")) & set(wanted)  # for-each-ref also matches refs/tags/<name>/…
 
 
 def tags_at(repo: Path | str, sha: str) -> list[str]:

@@ -137,10 +137,14 @@ def find_previous_release(
 def version_of_explicit_tag(repo: Path | str, ref: str, prefix: str = "v") -> Version | None:
     """The version named by `ref` when it is a tag; a tag outside the scheme is refused."""
     gitcmd.check_ref(ref)
-    if not gitcmd.tag_exists(repo, ref):
-        return None
+    return tag_version(ref, prefix) if gitcmd.tag_exists(repo, ref) else None
+
+
+def tag_version(tag: str, prefix: str = "v") -> Version:
+    """The version of a tag named explicitly (by --from, --to): one outside the scheme is
+    refused, since a range from `build-7` is surely not what was meant."""
     try:
-        return parse_tag(ref, prefix)
+        return parse_tag(tag, prefix)
     except VersionError as exc:
         raise VersionError(f"{exc}; name a release tag, a branch or a commit instead") from None
 
@@ -209,7 +213,7 @@ class Scanned(NamedTuple):
     reverts or was cherry-picked from, whether it is a release commit to skip."""
 
     ref: CommitRef  # made while git is still writing: what _analyse does after it is not
-    message: str
+    message: str  # as git printed it (line breaks around it not stripped)
     fixed: frozenset[int] | set[int]
     mentioned: frozenset[int] | set[int]
     reverts: str | None  # the sha of its "This reverts commit" line (a revert's only)
@@ -230,10 +234,11 @@ class Scanned(NamedTuple):
 
 class ScanState:
     """What reading earlier (newer) blocks taught the reading of the next ones: the subjects
-    that sha-less reverts quote, whose commits must be read even if they name no ticket."""
+    that sha-less reverts quote and have not met yet (with how many such reverts wait), whose
+    commits must be read even if they name no ticket."""
 
     def __init__(self) -> None:
-        self.quoted: set[str] = set()
+        self.quoted: dict[str, int] = {}
 
 
 def scan_block(
@@ -253,17 +258,16 @@ def scan_block(
     # nuls[k] is the NUL before record k; nuls[-1] is the end of the block.
     nuls = list(accumulate(map(len, records), lambda at, n: at + n + 1, initial=0))
     shas = _SHA_RE.findall(text)
-    heads: dict[int, list[str]] = {}
 
     def head(k: int) -> list[str]:
-        """[sha, parents, author, message] of record k (split once, when needed)."""
-        fields = heads.get(k)
-        if fields is None:
-            fields = heads[k] = records[k].split("\x1f", 3)
-        return fields
+        """[sha, parents, author, message] of record k."""
+        return records[k].split("\x1f", 3)
 
     def is_merge(k: int) -> bool:
-        return " " in (heads.get(k) or head(k))[1]
+        """Whether record k has two parents or more (the first parent's sha is followed by a
+        space), read in place: merges are rare, the question is asked for every ref."""
+        at = nuls[k] + len(shas[k]) + 2  # after the NUL, the sha and the unit separator
+        return text[at] != "\x1f" and text[at + len(shas[k])] == " "
 
     rfind = text.rfind
     startswith = text.startswith
@@ -318,7 +322,9 @@ def scan_block(
             continue  # in the head (an author's name), not in the message
         if not startswith("\x1f\n", line - 2) and trailer_like(text, line):
             # Not the subject, and maybe a trailer line: read as a trailer, never as inline.
-            start = final_block(k, line)
+            start = final.get(k)
+            if start is None:
+                start = final_block(k, line)
             if start < 0 or line < start:
                 slow.add(k)
                 continue
@@ -340,18 +346,22 @@ def scan_block(
     for m in _PICK_RE.finditer(text):
         picks.setdefault(bisect_right(nuls, m.start()) - 1, m.group(1))
     revert_of: dict[int, str] = {}
+    waiting = state.quoted
+    search_from = dict.fromkeys(waiting, 0)  # where to look for each quoted subject
     for m in _REVERT_SUBJECT.finditer(text):
         k = bisect_right(nuls, m.start()) - 1
         quoted = reverted_subject(head(k)[3].lstrip("\n").split("\n", 1)[0])
         if quoted is not None:
             revert_of[k] = quoted
             if k not in reverts:
-                state.quoted.add(quoted)
-    # Commits whose subject a sha-less revert quotes: read even if they say nothing else.
+                waiting[quoted] = waiting.get(quoted, 0) + 1
+                search_from.setdefault(quoted, nuls[k + 1])
+    # The commits whose subject a sha-less revert quotes, after it (older): read even if they
+    # say nothing else. A revert undoes one: once each waiting revert met one, stop looking.
     quoted_hits: set[int] = set()
-    for quoted in state.quoted:
+    for quoted, at in search_from.items():
         needle = "\x1f\n" + quoted
-        at = text.find(needle)
+        at = text.find(needle, at)
         while at >= 0:
             end = at + len(needle)
             k = bisect_right(nuls, at) - 1
@@ -359,6 +369,10 @@ def scan_block(
             rest = text[end : stop if stop >= 0 else nuls[k + 1]]
             if not rest or PR_SUFFIX.fullmatch(rest):
                 quoted_hits.add(k)
+                waiting[quoted] -= 1
+                if not waiting[quoted]:
+                    del waiting[quoted]
+                    break
             at = text.find(needle, end)
     skipped: set[int] = set()
     if rules._skip_subjects is not None:
@@ -388,10 +402,9 @@ def scan_block(
             mentioned[k] = mention
     hits = []
     for k in sorted({*fixed, *mentioned, *reverts, *picks, *revert_of, *quoted_hits, *ignored}):
-        sha, parents, author, message = heads.get(k) or head(k)
-        message = message.strip("\n")
-        eol = message.find("\n")
-        subject = (message if eol < 0 else message[:eol]).strip()
+        sha, parents, author, message = records[k].split("\x1f", 3)
+        eol = message.find("\n", 1)  # the message is `%n%B`: it starts with a line break
+        subject = (message[1:] if eol < 0 else message[1:eol]).strip()
         fix = fixed.get(k, _NONE)
         mention = mentioned.get(k)
         quoted = revert_of.get(k)
@@ -704,42 +717,49 @@ def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixe
     mentions: set[int] = set()
     standing_reverts: list[tuple[Scanned, str]] = []
     for c in commits:  # newest first
-        sha = c.sha
-        if waiting and (queue := waiting.get(strip_pr(c.ref.subject))):
+        ref, _, fixed, mentioned, reverts, picked_from, revert_of, skipped, _, _ = c
+        sha = ref.sha
+        if waiting and (
+            queue := waiting.get(
+                subject := strip_pr(ref.subject) if ref.subject.endswith(")") else ref.subject
+            )
+        ):
             canceller = queue.pop()  # the nearest newer revert quoting this subject
+            if not queue:
+                del waiting[subject]
             met.add(canceller.sha)
         elif cancel:
             canceller = cancel.get(sha)
-            if canceller is None and c.picked_from:
-                canceller = cancel.get(full(c.picked_from))
+            if canceller is None and picked_from:
+                canceller = cancel.get(full(picked_from))
         else:
             canceller = None
-        if c.skipped:
+        if skipped:
             decisions[sha] = (Rule.SKIPPED, canceller.sha if canceller else "")
             continue
-        if c.picked_from:
-            origin = full(c.picked_from)
+        if picked_from:
+            origin = full(picked_from)
             picks.append(c)
             decisions[sha] = (Rule.PICK, origin)
         else:
             origin = sha
         if canceller is not None:
             cancel.setdefault(origin, canceller)  # the original and its other picks, older
-            rule = Rule.REVERT_UNDONE if c.is_revert else Rule.CANCELLED
+            rule = Rule.CANCELLED if revert_of is None else Rule.REVERT_UNDONE
             decisions[sha] = (rule, canceller.sha)
             continue
-        if c.revert_of is not None:
-            target = full(c.reverts) if c.reverts else ""
+        if revert_of is not None:
+            target = full(reverts) if reverts else ""
             if target:
                 cancel[target] = c
             else:
-                waiting.setdefault(c.revert_of, []).append(c)
+                waiting.setdefault(revert_of, []).append(c)
             decisions[sha] = (Rule.REVERT, target)
             standing_reverts.append((c, target))
             continue
-        if c.mentioned:
-            mentions |= c.mentioned
-        if c.fixed:
+        if mentioned:
+            mentions |= mentioned
+        if fixed:
             # One fix, one listed commit: the oldest of an original and its cherry-picks.
             at = slot.get(origin) if slot else None
             if at is not None:

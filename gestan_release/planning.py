@@ -15,10 +15,12 @@ from gestan_release.errors import GitError, ReleaseError, VersionError
 from gestan_release.git import (
     branch_exists,
     check_ref,
+    existing_tags,
     is_ancestor,
     local_branches,
     merge_base,
     resolve_commit,
+    resolve_commits,
     tag_target,
 )
 from gestan_release.git import toplevel as ensure_repo
@@ -30,10 +32,9 @@ from gestan_release.history import (
     previous_release,
     release_tags,
     scan_range,
-    version_of_explicit_tag,
+    tag_version,
 )
 from gestan_release.settings import Settings
-from gestan_release.tickets import lookup_tickets
 from gestan_release.versions import Kind, Version
 
 PARIS = "Europe/Paris"
@@ -68,15 +69,16 @@ def resolve_range(
     line: tuple[int, int] | None = None,
 ) -> Range:
     """The range of a changelog: `from_ref` or the previous release reachable from `to_ref`."""
-    for option, ref in (("--to", to_ref), ("--from", from_ref)):
-        if ref is not None:
-            check_ref(ref, option)
-            version_of_explicit_tag(repo, ref, prefix)  # a foreign tag named explicitly is refused
-    to_sha = resolve_commit(repo, to_ref, "--to")
+    named = [(to_ref, "--to")] + ([(from_ref, "--from")] if from_ref is not None else [])
+    for ref, option in named:
+        check_ref(ref, option)
+    tags = existing_tags(repo, [ref for ref, _ in named])
+    versions = {ref: tag_version(ref, prefix) for ref in tags}  # a foreign tag is refused
+    shas = resolve_commits(repo, named)
+    to_sha = shas[0]
     if from_ref is not None:
-        from_sha = resolve_commit(repo, from_ref, "--from")
-        previous = version_of_explicit_tag(repo, from_ref, prefix)
-        return Range(from_ref, to_sha, previous, from_sha=from_sha, to_ref=to_ref)
+        previous = versions.get(from_ref)
+        return Range(from_ref, to_sha, previous, from_sha=shas[1], to_ref=to_ref)
     prev, elsewhere = find_previous_release(repo, to_sha, prefix, line)
     warnings = ()
     if elsewhere is not None:
@@ -153,6 +155,8 @@ def changelog_for(settings: Settings, rng: Range, fixes: RangeFixes | None = Non
         fixes = scan_range(
             settings.repo, rng.rev_args(), Rules.from_settings(settings), rng.from_sha
         )
+    from gestan_release.tickets import lookup_tickets  # the store only when there are fixes
+
     tickets = lookup_tickets(settings.database_url, fixes.fixes.keys()) if fixes.fixes else {}
     return build_changelog(
         fixes,
