@@ -44,9 +44,24 @@ def _last_line(stderr: bytes, default: str) -> str:
     return lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines else default
 
 
-def _spawn(repo: Path | str, args: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+def _spawn(
+    repo: Path | str,
+    args: Sequence[str],
+    out: int,
+    err: int,
+    *,
+    stdin: int = subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`git -C repo <args>` started, in the environment of `git_env`."""
     try:
-        return subprocess.Popen(["git", "-C", str(repo), *args], **kwargs)  # type: ignore[call-overload]
+        return subprocess.Popen(
+            ["git", "-C", str(repo), *args],
+            stdin=stdin,
+            stdout=out,
+            stderr=err,
+            env=git_env(env),
+        )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
 
@@ -60,14 +75,9 @@ def run(
 ) -> str:
     """Run one git command in `repo` and return its stdout; a failure becomes a GitError naming
     the command and git's last line of explanation (`check=False`: return stdout anyway)."""
-    proc = _spawn(
-        repo,
-        args,
-        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=git_env(env),
-    )
+    pipe = subprocess.PIPE
+    stdin = pipe if input is not None else subprocess.DEVNULL
+    proc = _spawn(repo, args, pipe, pipe, stdin=stdin, env=env)
     out, err = proc.communicate(input)
     if check and proc.returncode != 0:
         raise GitError(f"git {' '.join(args[:2])} failed: {_last_line(err, 'no output')}")
@@ -76,15 +86,7 @@ def run(
 
 def succeeds(repo: Path | str, *args: str) -> bool:
     """Whether a git command exits 0 (for questions git answers with its exit status)."""
-    proc = _spawn(
-        repo,
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=git_env(),
-    )
-    return proc.wait() == 0
+    return _spawn(repo, args, subprocess.DEVNULL, subprocess.DEVNULL).wait() == 0
 
 
 def stream(repo: Path | str, args: Sequence[str]) -> Iterator[str]:
@@ -94,14 +96,7 @@ def stream(repo: Path | str, args: Sequence[str]) -> Iterator[str]:
     A reader thread drains git's pipe while the caller parses, so git never waits for Python
     and the two run side by side (wall time near the slower of the two, not their sum).
     """
-    proc = _spawn(
-        repo,
-        args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=git_env(),
-    )
+    proc = _spawn(repo, args, subprocess.PIPE, subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     _widen_pipe(proc.stdout.fileno())
     chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()

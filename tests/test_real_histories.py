@@ -29,6 +29,15 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def commit_on(repo, branch: str, message: str) -> str:
+    """A commit on a new branch `branch` from HEAD, then back on main."""
+    repo.branch(branch)
+    repo.checkout(branch)
+    sha = repo.commit(message, file=f"{branch.replace('/', '-')}.txt")
+    repo.checkout("main")
+    return sha
+
+
 @pytest.fixture
 def repo(git_repo):
     git_repo.commit("init")
@@ -186,11 +195,7 @@ def test_the_target_of_a_sha_less_revert_may_name_no_ticket_in_its_subject(repo)
 # 4. Reverts and cherry-picks
 # --------------------------------------------------------------------------------------------
 def test_reverting_the_original_cancels_its_pick_in_the_range(repo) -> None:
-    repo.branch("release/1.0")
-    repo.checkout("release/1.0")
-    original = repo.commit("Corrige le plantage\n\nCorrige: #301\n", file="fix.txt")
-    repo.checkout("main")
-    repo.tag("v1.1.0-base", "HEAD")
+    original = commit_on(repo, "release/1.0", "Corrige le plantage\n\nCorrige: #301\n")
     pick = repo.cherry_pick(original)
     repo.commit("Autre chose #302", file="other.txt")
     revert = repo.revert(original)  # "This reverts commit <original>", not of the pick
@@ -202,10 +207,7 @@ def test_reverting_the_original_cancels_its_pick_in_the_range(repo) -> None:
 
 
 def test_reverting_the_pick_cancels_the_original_too(repo) -> None:
-    repo.branch("topic")
-    repo.checkout("topic")
-    original = repo.commit("Corrige #311", file="t.txt")
-    repo.checkout("main")
+    original = commit_on(repo, "topic", "Corrige #311")
     pick = repo.cherry_pick(original)
     repo.merge("topic", "Merge branch 'topic'")  # the original is in the range as well
     revert = repo.revert(pick)
@@ -217,10 +219,7 @@ def test_reverting_the_pick_cancels_the_original_too(repo) -> None:
 
 
 def test_a_pick_after_the_revert_fixes_again(repo) -> None:
-    repo.branch("topic")
-    repo.checkout("topic")
-    original = repo.commit("Corrige #321", file="t.txt")
-    repo.checkout("main")
+    original = commit_on(repo, "topic", "Corrige #321")
     repo.merge("topic", "Merge branch 'topic'")
     repo.revert(original)
     again = repo.cherry_pick(original)
@@ -270,10 +269,7 @@ def test_trailers_are_read_as_git_reads_them(repo, message, fix, mention) -> Non
 # 6. Merges
 # --------------------------------------------------------------------------------------------
 def test_merge_refs_trailers_or_all(capsys, repo, monkeypatch) -> None:
-    repo.branch("topic")
-    repo.checkout("topic")
-    inner = repo.commit("Corrige l'export", file="t.txt")
-    repo.checkout("main")
+    inner = commit_on(repo, "topic", "Corrige l'export")
     repo.commit("main avance", file="m.txt")
     merge = repo.merge("topic", "Merge pull request #45 from gestan/export\n\nTicket: 46")
     assert fixed(repo) == {46: [merge]}
@@ -487,10 +483,7 @@ def stories(repo):
     sha["bad"] = r.commit("Export FEC\n\nFixes: #502\n")
     sha["revert"] = r.revert(sha["bad"])
     sha["again"] = r.commit("Export FEC, vraiment\n\nFixes: #502\n")
-    r.branch("topic")
-    r.checkout("topic")
-    sha["original"] = r.commit("Corrige le lettrage #503", file="t.txt")
-    r.checkout("main")
+    sha["original"] = commit_on(r, "topic", "Corrige le lettrage #503")
     sha["pick"] = r.cherry_pick(sha["original"])
     sha["merge"] = r.merge("topic", "Merge pull request #509 from gestan/topic")
     sha["mention"] = r.commit("Nettoyage\n\nRefs: #504\n")
