@@ -44,6 +44,7 @@ from gestan_release.rules import (
     Reference,
     Rules,
     normalise,
+    quoted_subject,
     strip_pr,
 )
 from gestan_release.scan import CommitRef, Scanned, ScanState, scan_block
@@ -412,7 +413,11 @@ def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixe
     for c, target in reversed(standing_reverts):  # oldest first
         if (target and target in in_range) or (not target and c.sha in met):
             continue
-        result.reverted.append(RevertedCommit(c.sha, c.ref.subject, target, tuple(sorted(c.fixed))))
+        # Its tickets: those its subject quotes (not its own pull request's `(#N)`); scan_range
+        # reads those of a reverted commit from before the range when it is there to read.
+        quoted = quoted_subject(c.ref.subject) or ""
+        undone = sorted(rules.tickets(quoted)[0])
+        result.reverted.append(RevertedCommit(c.sha, c.ref.subject, target, tuple(undone)))
     if met:  # for explain: a sha-less revert learns which commit it cancelled (the newest)
         for c in commits:
             rule, other = decisions.get(c.sha, (None, ""))

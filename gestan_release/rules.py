@@ -31,6 +31,7 @@ __all__ = [
     "Reference",
     "Rules",
     "normalise",
+    "quoted_subject",
     "reverted_subject",
     "strip_pr",
 ]
@@ -64,19 +65,27 @@ def strip_pr(subject: str) -> str:
     return PR_SUFFIX.sub("", subject.strip())
 
 
-def reverted_subject(subject: str) -> str | None:
-    """The subject that a revert commit's subject quotes (normalised, ` (#N)` dropped), or None
-    when `subject` is not a revert's. `Reapply "X"` (git's revert of a revert) quotes
-    `Revert "X"`."""
+def quoted_subject(subject: str) -> str | None:
+    """What a revert commit's subject quotes, as written (`Revert "Corrige (#52)" (#53)` →
+    `Corrige (#52)`), or None when `subject` is not a revert's."""
     s = strip_pr(subject)
     m = _QUOTED.match(s)
     if m:
-        quoted = strip_pr(m.group(2))
-        return f'Revert "{quoted}"' if m.group(1) == "Reapply" else quoted
+        return m.group(2)
     m = _CONVENTIONAL_REVERT.match(s)
-    if m:
-        return strip_pr(m.group(1).strip().strip('"'))
-    return None
+    return m.group(1).strip().strip('"') if m else None
+
+
+def reverted_subject(subject: str) -> str | None:
+    """The subject of the commit a revert undoes, normalised for matching (` (#N)` dropped), or
+    None when `subject` is not a revert's. `Reapply "X"` (git's revert of a revert) undoes
+    `Revert "X"`."""
+    quoted = quoted_subject(subject)
+    if quoted is None:
+        return None
+    if subject.startswith("Reapply"):
+        return f'Revert "{strip_pr(quoted)}"'
+    return strip_pr(quoted)
 
 
 def combine(patterns: Iterable[str]) -> str:
@@ -106,7 +115,7 @@ class Rules:
             fix_trailers=tuple(settings.fix_trailers),  # type: ignore[attr-defined]
             ref_trailers=tuple(settings.ref_trailers),  # type: ignore[attr-defined]
             skip_patterns=tuple(getattr(settings, "skip_patterns", DEFAULT_SKIP_PATTERNS)),
-            merge_refs=getattr(settings, "merge_refs", "trailers"),
+            merge_refs=str(getattr(settings, "merge_refs", "trailers")).strip().lower(),
         )
 
     def check(self, sources: dict[str, str] | None = None) -> Rules:
@@ -218,10 +227,10 @@ class Rules:
         """Whether a commit with this subject is a release commit that fixes nothing."""
         return self._skip is not None and self._skip.search(subject) is not None
 
-    def _inline_id(self, m: re.Match[str]) -> int:
-        if self._inline.groups == 1:
-            return int(m.group(1))
-        return int(next(g for g in m.groups() if g is not None))
+    def _inline_id(self, m: re.Match[str]) -> int | None:
+        """The number a TICKET_PATTERNS match caught (None if its group caught more)."""
+        number = m.group(1) if self._inline.groups == 1 else next(g for g in m.groups() if g)
+        return int(number) if number.isdigit() else None
 
     def trailer_ids(self, value: str) -> tuple[int, ...]:
         """The ticket ids a trailer value gives: only when it is a list of ticket refs."""
@@ -233,8 +242,8 @@ class Rules:
                 continue
             if m := _OUR_ITEM.fullmatch(item):
                 ids.append(int(m.group(1)))
-            elif m := self._inline.fullmatch(item):
-                ids.append(self._inline_id(m))
+            elif (m := self._inline.fullmatch(item)) and (tid := self._inline_id(m)) is not None:
+                ids.append(tid)
             elif not _FOREIGN_ITEM.fullmatch(item):
                 return ()
         return tuple(ids)
@@ -259,11 +268,14 @@ class Rules:
             at = m.start() - 1
             if any(s <= at <= e for s, e in spans):
                 continue
+            tid = self._inline_id(m)
+            if tid is None:
+                continue
             kind = "subject" if at < subject_end else "body"
             if merge and not self.merges_count_whole:
-                refs.append(Reference(self._inline_id(m), f"merge-{kind}", False, ""))
+                refs.append(Reference(tid, f"merge-{kind}", False, ""))
             else:
-                refs.append(Reference(self._inline_id(m), kind, True, ""))
+                refs.append(Reference(tid, kind, True, ""))
         return refs
 
     def tickets(self, message: str, merge: bool = False) -> tuple[set[int], set[int]]:

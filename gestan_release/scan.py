@@ -169,7 +169,10 @@ def scan_block(
                 continue
             if line >= start:
                 continue
-        ticket = int(m.group(1) if one_group else next(g for g in m.groups() if g is not None))
+        number = m.group(1) if one_group else next(g for g in m.groups() if g is not None)
+        if not number.isdigit():
+            continue  # a TICKET_PATTERNS group that caught more than a number
+        ticket = int(number)
         if not count_merges and is_merge(k):  # a merge's own message counts for its trailers
             ignored.setdefault(k, set()).add(ticket)
             continue

@@ -202,3 +202,15 @@ def test_the_preview_lists_the_tickets_whose_story_is_not_plain(repo) -> None:
     assert "**#104** : seulement mentionné : pas corrigé, aucun mail" in section
     assert "**#103**" not in section  # a plain fix
     assert pipeline.preview(s, pipeline.Plan.from_json(plan.to_json())) == text
+
+
+def test_a_nightly_plan_warns_of_releases_tagged_elsewhere(repo) -> None:
+    repo.cherry_pick(repo.u1)
+    repo.git("checkout", "-q", "-b", "releases", "main~1")
+    repo.commit("Gestan 15.5 sur une autre branche")
+    repo.tag("v15.5.0")
+    repo.checkout("main")
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "nightly", "main")
+    assert plan.previous == "15.4.0" and plan.version.startswith("15.6.0-nightly.")
+    assert any("release tag v15.5.0 is newer than v15.4.0" in w for w in plan.warnings)

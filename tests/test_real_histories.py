@@ -176,9 +176,10 @@ def test_a_sha_less_revert_cancels_the_newest_earlier_commit_with_that_subject(r
 
 def test_a_sha_less_revert_matching_nothing_is_listed_as_reverted(repo) -> None:
     kept = repo.commit("Corrige #51")
-    revert = repo.commit('Revert "Corrige le lettrage (#52)"')
+    revert = repo.commit('Revert "Corrige le lettrage (#52)" (#53)')
     result = scan(repo)
     assert {t: [c.sha for c in cs] for t, cs in result.fixes.items()} == {51: [kept]}
+    # the tickets it undoes: those it quotes, not its own pull request's number
     assert [(r.sha, r.reverts, r.tickets) for r in result.reverted] == [(revert, "", (52,))]
 
 
@@ -597,3 +598,11 @@ def test_bad_rules_are_one_line_naming_the_setting(capsys, repo, monkeypatch, en
     code, out, err = run(capsys, "--repo", str(repo.path), "changelog")
     assert code == 1 and out == ""
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_pattern_group_catching_more_than_a_number_is_not_a_crash(repo) -> None:
+    repo.commit("Corrige GES-abc et GES-12\n\nFixes: GES-13, GES-xyz\n")
+    rules = Rules(patterns=(r"\bGES-(\w+)",)).check()
+    assert set(scan(repo, rules=rules).fixes) == {12}  # the trailer is not a list of refs
+    repo.commit("Corrige\n\nFixes: GES-14, #15\n")
+    assert set(scan(repo, rules=rules).fixes) == {12, 14, 15}
