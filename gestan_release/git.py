@@ -31,9 +31,17 @@ _HEX = re.compile(r"[0-9a-f]{4,40}")
 # --------------------------------------------------------------------------------------------
 def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of every git process: C locale (messages we can read), no prompt, no
-    pager, no system config (a machine-wide `log.showSignature` must not change the output)."""
+    pager, no system config (a machine-wide `log.showSignature` must not change the output),
+    and fully buffered output: on a pipe, `git log` otherwise flushes after every commit, and
+    100,000 small writes and reads cost more than the parsing (GIT_FLUSH=0)."""
     env = dict(os.environ)
-    env.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat", GIT_CONFIG_NOSYSTEM="1")
+    env.update(
+        LC_ALL="C",
+        GIT_TERMINAL_PROMPT="0",
+        GIT_PAGER="cat",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_FLUSH="0",
+    )
     if extra:
         env.update(extra)
     return env
