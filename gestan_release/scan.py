@@ -30,10 +30,6 @@ _REVERT_SUBJECT = re.compile(r'\x1f\n(?:(?:Revert|Reapply) "|(?i:revert)(?:\([^)
 
 
 _NONE: frozenset[int] = frozenset()
-# The head of each record in a block: sha, parents, author; the message follows (from `%n%B`,
-# so that it starts with a line break like every other line).
-# Each head follows a NUL (one is put before the first): a literal first, for fast scanning.
-_SHA_RE = re.compile(r"\0([0-9a-f]{7,64})\x1f")
 
 
 class CommitRef(NamedTuple):
@@ -92,11 +88,13 @@ def scan_block(
     block that is not only trailers) are read again with `Rules.references`.
     """
     state = state if state is not None else ScanState()
-    text = "\0" + normalise(block) + "\0"
-    records = text[1:-1].split("\0")
+    # Each record: sha US parents US author US message (`%n%B`: it starts with a line break, so
+    # that every line, the subject included, follows one); a NUL before and after each.
+    text = "".join(("\0", normalise(block), "\0"))
+    records = text.split("\0")[1:-1]
     # nuls[k] is the NUL before record k; nuls[-1] is the end of the block.
-    nuls = list(accumulate(map(len, records), lambda at, n: at + n + 1, initial=0))
-    shas = _SHA_RE.findall(text)
+    nuls = list(accumulate(map((1).__add__, map(len, records)), initial=0))
+    shas = [record.partition("\x1f")[0] for record in records]
 
     def head(k: int) -> list[str]:
         """[sha, parents, author, message] of record k."""
