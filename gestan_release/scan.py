@@ -154,19 +154,19 @@ def scan_block(
     for m in rules._inline.finditer(text):
         at = m.start()
         k = bisect_right(nuls, at) - 1
+        start = final.get(k)
+        if start is not None and 0 <= start <= at:
+            continue  # in a plain trailer block: read as a trailer, never as inline refs
         line = rfind("\n", 0, at) + 1
         if line <= nuls[k]:
             continue  # in the head (an author's name), not in the message
         if not startswith("\x1f\n", line - 2) and trailer_like(text, line):
-            # Not the subject, and maybe a trailer line: read as a trailer, never as inline.
-            start = final.get(k)
+            # Not the subject, and maybe a trailer line (of another key).
             if start is None:
                 start = final_block(k, line)
             if start < 0 or line < start:
-                slow.add(k)
-                continue
-            if line >= start:
-                continue
+                slow.add(k)  # not in a plain trailer block: the exact reading decides
+            continue
         number = m.group(1) if one_group else next(g for g in m.groups() if g is not None)
         if not number.isdigit():
             continue  # a TICKET_PATTERNS group that caught more than a number
