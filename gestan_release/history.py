@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -267,15 +267,17 @@ def scan_range(
     shas: list[str] = []
     hits: list[Scanned] = []
     state = ScanState()
+    analysis = _Analysis(rules)  # fed while git writes the next block
     seen = False
     with _no_gc():
         for block in gitcmd.stream(repo, _log_args(rev_range)):
             block_shas, block_hits = scan_block(block, rules, state)
             shas += block_shas
             hits += block_hits
+            analysis.feed(block_hits)
             if start is not None and not seen:
                 seen = _is_parent_in(block, start)
-        result = _analyse(shas, hits, rules)
+        result = analysis.finish(shas, hits)
     if start is not None:
         result.start_is_ancestor = seen
     outside = [r.reverts for r in result.reverted if len(r.reverts) == 40]
@@ -331,117 +333,148 @@ def fixed_tickets(commits: Iterable[Commit], rules: Rules) -> RangeFixes:
 
 def _analyse(shas: list[str], commits: list[Scanned], rules: Rules) -> RangeFixes:
     """The fixes of a range from the shas of all its commits and the commits whose message says
-    something, both newest first.
+    something, both newest first."""
+    analysis = _Analysis(rules)
+    analysis.feed(commits)
+    return analysis.finish(shas, commits)
 
-    One pass, newest first: a revert is met before what it undoes, so when a commit comes, the
-    standing reverts that cancel it are known. A revert stands unless a newer standing revert
-    undoes it; it cancels its target (by sha, or the nearest older commit with the subject it
-    quotes) and every cherry-pick of the same original that is older than it.
+
+class _Analysis:
+    """The analysis of a range, fed newest first, a block at a time while git still writes.
+
+    One pass: a revert is met before what it undoes, so when a commit comes, the standing
+    reverts that cancel it are known. A revert stands unless a newer standing revert undoes it;
+    it cancels its target (by sha, or the nearest older commit with the subject it quotes) and
+    every cherry-pick of the same original that is older than it. A short sha in a revert or
+    cherry-pick line (hand-written) can only be resolved once every sha of the range is known:
+    then the pass is made again at the end.
     """
-    result = RangeFixes(commit_count=len(shas), commits=commits, rules=rules)
-    decisions = result.decisions
-    in_range = set(shas)
-    short_refs = any(
-        len(r) < 40 for c in commits for r in (c.reverts, c.picked_from) if r is not None
-    )
-    ordered = sorted(shas) if short_refs else None
 
-    def full(ref: str) -> str:
-        return _full_sha(ref, in_range, ordered) or ref
+    def __init__(self, rules: Rules, resolve: Callable[[str], str | None] | None = None) -> None:
+        self.rules = rules
+        self.resolve = resolve
+        self.short = False  # a short sha was met that `resolve` could not yet resolve
+        self.decisions: dict[str, tuple[Rule, str]] = {}
+        self.cancel: dict[str, Scanned] = {}  # sha or original → the revert that cancels it
+        self.waiting: dict[str, list[Scanned]] = {}  # quoted subject → sha-less reverts
+        self.met: set[str] = set()  # sha-less reverts that found the commit they undo
+        self.listed: list[Scanned | None] = []  # the commit standing for each fix, newest first
+        self.slot: dict[str, int] = {}  # original of a cherry-pick → its place in `listed`
+        self.picks: list[Scanned] = []
+        self.mentions: set[int] = set()
+        self.standing: list[tuple[Scanned, str]] = []  # standing reverts and their targets
 
-    cancel: dict[str, Scanned] = {}  # sha or original → the standing revert that cancels it
-    waiting: dict[str, list[Scanned]] = {}  # quoted subject → standing sha-less reverts
-    met: set[str] = set()  # sha-less reverts that found the commit they undo
-    listed: list[Scanned | None] = []  # the commit that stands for each fix, newest first
-    slot: dict[str, int] = {}  # original of a cherry-pick → its place in `listed`
-    picks: list[Scanned] = []
-    mentions: set[int] = set()
-    standing_reverts: list[tuple[Scanned, str]] = []
-    for c in commits:  # newest first
-        ref, _, fixed, mentioned, reverts, picked_from, revert_of, skipped, _, _ = c
-        sha = ref.sha
-        if waiting and (
-            queue := waiting.get(
-                subject := strip_pr(ref.subject) if ref.subject.endswith(")") else ref.subject
-            )
-        ):
-            canceller = queue.pop()  # the nearest newer revert quoting this subject
-            if not queue:
-                del waiting[subject]
-            met.add(canceller.sha)
-        elif cancel:
-            canceller = cancel.get(sha)
-            if canceller is None and picked_from:
-                canceller = cancel.get(full(picked_from))
-        else:
-            canceller = None
-        if skipped:
-            decisions[sha] = (Rule.SKIPPED, canceller.sha if canceller else "")
-            continue
-        if picked_from:
-            origin = full(picked_from)
-            picks.append(c)
-            decisions[sha] = (Rule.PICK, origin)
-        else:
-            origin = sha
-        if canceller is not None:
-            cancel.setdefault(origin, canceller)  # the original and its other picks, older
-            rule = Rule.CANCELLED if revert_of is None else Rule.REVERT_UNDONE
-            decisions[sha] = (rule, canceller.sha)
-            continue
-        if revert_of is not None:
-            target = full(reverts) if reverts else ""
-            if target:
-                cancel[target] = c
-            else:
-                waiting.setdefault(revert_of, []).append(c)
-            decisions[sha] = (Rule.REVERT, target)
-            standing_reverts.append((c, target))
-            continue
-        if mentioned:
-            mentions |= mentioned
-        if fixed:
-            # One fix, one listed commit: the oldest of an original and its cherry-picks.
-            at = slot.get(origin) if slot else None
-            if at is not None:
-                listed[at] = None
-            if origin != sha or at is not None:
-                slot[origin] = len(listed)
-            listed.append(c)
-    # A revert whose target the range does not hold reverts something from before it; a
-    # sha-less one that found nothing is listed too (its tickets: those its subject quotes).
-    for c, target in reversed(standing_reverts):  # oldest first
-        if (target and target in in_range) or (not target and c.sha in met):
-            continue
-        # Its tickets: those its subject quotes (not its own pull request's `(#N)`); scan_range
-        # reads those of a reverted commit from before the range when it is there to read.
-        quoted = quoted_subject(c.ref.subject) or ""
-        undone = sorted(rules.tickets(quoted)[0])
-        result.reverted.append(RevertedCommit(c.sha, c.ref.subject, target, tuple(undone)))
-    if met:  # for explain: a sha-less revert learns which commit it cancelled (the newest)
+    def full(self, ref: str) -> str:
+        if len(ref) >= 40:
+            return ref
+        if self.resolve is None:
+            self.short = True
+            return ref
+        return self.resolve(ref) or ref
+
+    def feed(self, commits: Iterable[Scanned]) -> None:
+        """The next commits of the range, newest first."""
+        decisions, cancel, waiting, met = self.decisions, self.cancel, self.waiting, self.met
+        listed, slot, picks, mentions = self.listed, self.slot, self.picks, self.mentions
+        full = self.full
         for c in commits:
-            rule, other = decisions.get(c.sha, (None, ""))
-            if (
-                rule in (Rule.CANCELLED, Rule.REVERT_UNDONE, Rule.SKIPPED)
-                and other in met
-                and decisions[other] == (Rule.REVERT, "")
+            ref, _, fixed, mentioned, reverts, picked_from, revert_of, skipped, _, _ = c
+            sha = ref.sha
+            if waiting and (
+                queue := waiting.get(
+                    subject := strip_pr(ref.subject) if ref.subject.endswith(")") else ref.subject
+                )
             ):
-                decisions[other] = (Rule.REVERT, c.sha)
-    fixes = result.fixes
-    for c in reversed(listed):  # oldest first
-        if c is None:
-            continue
-        ref = c.ref
-        for ticket_id in c.fixed:
-            if ticket_id in fixes:
-                fixes[ticket_id].append(ref)
+                canceller = queue.pop()  # the nearest newer revert quoting this subject
+                if not queue:
+                    del waiting[subject]
+                met.add(canceller.sha)
+            elif cancel:
+                canceller = cancel.get(sha)
+                if canceller is None and picked_from:
+                    canceller = cancel.get(full(picked_from))
             else:
-                fixes[ticket_id] = [ref]
-    # A pick that is not the listed commit of its fix is folded into the listed one.
-    for c in picks:
-        rule, origin = decisions[c.sha]
-        at = slot.get(origin)
-        if rule is Rule.PICK and at is not None and listed[at] is not c:
-            decisions[c.sha] = (Rule.PICK, listed[at].sha)  # type: ignore[union-attr]
-    result.mentioned = mentions - set(fixes)
-    return result
+                canceller = None
+            if skipped:
+                decisions[sha] = (Rule.SKIPPED, canceller.sha if canceller else "")
+                continue
+            if picked_from:
+                origin = full(picked_from)
+                picks.append(c)
+                decisions[sha] = (Rule.PICK, origin)
+            else:
+                origin = sha
+            if canceller is not None:
+                cancel.setdefault(origin, canceller)  # the original and its other picks, older
+                rule = Rule.CANCELLED if revert_of is None else Rule.REVERT_UNDONE
+                decisions[sha] = (rule, canceller.sha)
+                continue
+            if revert_of is not None:
+                target = full(reverts) if reverts else ""
+                if target:
+                    cancel[target] = c
+                else:
+                    waiting.setdefault(revert_of, []).append(c)
+                decisions[sha] = (Rule.REVERT, target)
+                self.standing.append((c, target))
+                continue
+            if mentioned:
+                mentions |= mentioned
+            if fixed:
+                # One fix, one listed commit: the oldest of an original and its cherry-picks.
+                at = slot.get(origin) if slot else None
+                if at is not None:
+                    listed[at] = None
+                if origin != sha or at is not None:
+                    slot[origin] = len(listed)
+                listed.append(c)
+
+    def finish(self, shas: list[str], commits: list[Scanned]) -> RangeFixes:
+        """What the range fixes, once every commit was fed (`shas`: all of them)."""
+        if self.short:
+            ordered = sorted(shas)
+            again = _Analysis(self.rules, lambda ref: _full_sha(ref, set(), ordered))
+            again.feed(commits)
+            return again.finish(shas, commits)
+        rules = self.rules
+        result = RangeFixes(commit_count=len(shas), commits=commits, rules=rules)
+        decisions = result.decisions = self.decisions
+        # A revert whose target the range does not hold reverts something from before it; a
+        # sha-less one that found nothing is listed too.
+        in_range = set(shas) if self.standing else set()
+        for c, target in reversed(self.standing):  # oldest first
+            if (target and target in in_range) or (not target and c.sha in self.met):
+                continue
+            # Its tickets: those its subject quotes (not its own pull request's `(#N)`);
+            # scan_range reads those of a reverted commit from before the range when it can.
+            quoted = quoted_subject(c.ref.subject) or ""
+            undone = sorted(rules.tickets(quoted)[0])
+            result.reverted.append(RevertedCommit(c.sha, c.ref.subject, target, tuple(undone)))
+        if self.met:  # for explain: a sha-less revert learns which commit it cancelled
+            for c in commits:
+                rule, other = decisions.get(c.sha, (None, ""))
+                if (
+                    rule in (Rule.CANCELLED, Rule.REVERT_UNDONE, Rule.SKIPPED)
+                    and other in self.met
+                    and decisions[other] == (Rule.REVERT, "")
+                ):
+                    decisions[other] = (Rule.REVERT, c.sha)
+        fixes = result.fixes
+        listed = self.listed
+        for c in reversed(listed):  # oldest first
+            if c is None:
+                continue
+            ref = c.ref
+            for ticket_id in c.fixed:
+                if ticket_id in fixes:
+                    fixes[ticket_id].append(ref)
+                else:
+                    fixes[ticket_id] = [ref]
+        # A pick that is not the listed commit of its fix is folded into the listed one.
+        for c in self.picks:
+            rule, origin = decisions[c.sha]
+            at = self.slot.get(origin)
+            if rule is Rule.PICK and at is not None and listed[at] is not c:
+                decisions[c.sha] = (Rule.PICK, listed[at].sha)  # type: ignore[union-attr]
+        result.mentioned = self.mentions - set(fixes)
+        return result

@@ -606,3 +606,15 @@ def test_a_pattern_group_catching_more_than_a_number_is_not_a_crash(repo) -> Non
     assert set(scan(repo, rules=rules).fixes) == {12}  # the trailer is not a list of refs
     repo.commit("Corrige\n\nFixes: GES-14, #15\n")
     assert set(scan(repo, rules=rules).fixes) == {12, 14, 15}
+
+
+def test_short_shas_written_by_hand_are_resolved_in_the_range(repo) -> None:
+    bad = repo.commit("Corrige #331")
+    revert = repo.commit(f'Revert "Corrige #331"\n\nThis reverts commit {bad[:9]}.\n')
+    original = commit_on(repo, "topic", "Corrige #332")
+    pick = repo.commit(f"Corrige #332\n\n(cherry picked from commit {original[:12]})\n")
+    repo.merge("topic", "Merge branch 'topic'")
+    result = scan(repo)
+    assert {t: [c.sha for c in cs] for t, cs in result.fixes.items()} == {332: [original]}
+    assert result.decisions[bad] == (Rule.CANCELLED, revert)
+    assert result.decisions[pick] == (Rule.PICK, original)
