@@ -135,3 +135,16 @@ def render(changelog: Changelog, fmt: str, *, title: str | None = None) -> str:
         groups=changelog.by_priority(),
         priority_titles=PRIORITY_TITLES,
     )
+
+
+def render_story(story: dict[str, Any], *, markdown: bool, range_label: str | None = None) -> str:
+    """Why a ticket is (not) fixed (`TicketStory.to_json()`, plus its `title`), in French: one
+    line per commit that names it and the rule that applied."""
+    from gestan_release.templating import render_template
+
+    return render_template(
+        "ticket_story.j2",
+        story={"title": None, **story},
+        markdown=markdown,
+        range_label=range_label,
+    )

@@ -43,6 +43,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from gestan_release.git import common_dir
 from gestan_release.sqlitewait import retry_while_locked
 
 if TYPE_CHECKING:
@@ -297,26 +298,6 @@ def current_revision(url: str) -> str | None:
 # -- state directory -------------------------------------------------------------------------------
 
 
-def _git_dir(repo: Path) -> Path | None:
-    """The (common) git directory of `repo`, without running git: worktrees have a `.git` file."""
-    dot_git = repo / ".git"
-    if dot_git.is_dir():
-        return dot_git
-    if not dot_git.is_file():
-        return None
-    text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
-    if not text.startswith("gitdir:"):
-        return None
-    git_dir = Path(text.removeprefix("gitdir:").strip())
-    if not git_dir.is_absolute():
-        git_dir = (repo / git_dir).resolve()
-    common = git_dir / "commondir"
-    if common.is_file():
-        common_dir = Path(common.read_text(encoding="utf-8").strip())
-        return common_dir if common_dir.is_absolute() else (git_dir / common_dir).resolve()
-    return git_dir
-
-
 def ensure_state_dir(settings: Settings) -> Path:
     """Create `STATE_DIR` and keep it out of `git status` via `.git/info/exclude` (added once)."""
     state = settings.state_dir
@@ -324,7 +305,7 @@ def ensure_state_dir(settings: Settings) -> Path:
     # Owner only: the database and the outbox hold reporters' names and addresses.
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     repo = settings.repo.resolve()
-    git_dir = _git_dir(repo)
+    git_dir = common_dir(repo)
     if git_dir is None:
         return state
     try:

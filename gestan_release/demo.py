@@ -13,13 +13,12 @@ Everything goes to the embedded default: the outbox and the local update store.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from gestan_release.errors import GestanReleaseError
+from gestan_release.git import run
 
 TICKETS = [
     (
@@ -93,20 +92,17 @@ BUILD = (
 )
 
 
+# The sandbox's commits carry the team's identity, whatever the machine's git config says.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Équipe Gestan",
+    "GIT_AUTHOR_EMAIL": "dev@gestan.test",
+    "GIT_COMMITTER_NAME": "Équipe Gestan",
+    "GIT_COMMITTER_EMAIL": "dev@gestan.test",
+}
+
+
 def _git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Équipe Gestan",
-        "GIT_AUTHOR_EMAIL": "dev@gestan.test",
-        "GIT_COMMITTER_NAME": "Équipe Gestan",
-        "GIT_COMMITTER_EMAIL": "dev@gestan.test",
-    }
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=False
-    )
-    if proc.returncode != 0:
-        raise GestanReleaseError(f"demo: git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+    return run(repo, *args, env=_IDENTITY).strip()
 
 
 def _commit(repo: Path, message: str, path: str, author: str | None = None) -> str:

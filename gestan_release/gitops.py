@@ -1,7 +1,8 @@
 """Git as a side effect: preflight checks, the version-file bump, tags, branches, push, builds.
 
-Reads go through `history.git`; writes are small and each one is checked first, so that a re-run
-after a crash finds what was already done (a tag that exists on the right commit is adopted).
+Every git process goes through the seam `gestan_release.git`; writes are small and each one is
+checked first, so that a re-run after a crash finds what was already done (a tag that exists on
+the right commit is adopted).
 """
 
 from __future__ import annotations
@@ -12,23 +13,34 @@ import os
 import re
 import shlex
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gestan_release.errors import GitError, ReleaseError
-from gestan_release.history import git, resolve_commit
+from gestan_release.git import (
+    branch_exists,
+    current_branch,
+    is_ancestor,
+    resolve_commit,
+    tag_target,
+    tags_at,
+    worktree,
+)
+from gestan_release.git import run as git
+
+__all__ = [  # read helpers of the seam, kept here for their callers
+    "branch_exists",
+    "current_branch",
+    "git",
+    "is_ancestor",
+    "tag_target",
+    "tags_at",
+]
 
 
 # --------------------------------------------------------------------------------------------
 # Preflight
 # --------------------------------------------------------------------------------------------
-def current_branch(repo: Path) -> str | None:
-    """The checked-out branch, or None on a detached HEAD."""
-    out = git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
-    return out or None
-
-
 def dirty_paths(repo: Path, ignore: Path | None = None) -> list[str]:
     """Tracked files changed and untracked files not ignored by git, except under `ignore`
     (the state dir: ledger and outbox live in the work tree)."""
@@ -63,12 +75,6 @@ def check_attached(repo: Path) -> str:
     return branch
 
 
-def branch_exists(repo: Path, branch: str) -> bool:
-    return bool(
-        git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).strip()
-    )
-
-
 def check_remote(repo: Path, remote: str) -> None:
     names = git(repo, "remote").split()
     if remote not in names:
@@ -82,16 +88,6 @@ def check_remote(repo: Path, remote: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Tags
 # --------------------------------------------------------------------------------------------
-def tag_target(repo: Path, tag: str) -> str | None:
-    """The commit a tag points at, or None when the tag does not exist."""
-    out = git(repo, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}", check=False)
-    return out.strip() or None
-
-
-def tags_at(repo: Path, sha: str) -> list[str]:
-    return git(repo, "tag", "--points-at", sha).split()
-
-
 def create_tag(repo: Path, tag: str, sha: str, message: str) -> str:
     """Create the annotated tag `tag` on `sha`; an existing tag on `sha` is adopted, on another
     commit refused."""
@@ -118,15 +114,6 @@ def create_branch(repo: Path, branch: str, sha: str) -> str:
         return "exists"
     git(repo, "branch", branch, sha)
     return "created"
-
-
-def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, descendant],
-        capture_output=True,
-        check=False,
-    )
-    return proc.returncode == 0
 
 
 def push(repo: Path, remote: str, refs: list[str]) -> None:
@@ -162,13 +149,8 @@ def bump_version_file(repo: Path, branch: str, relpath: str, version: str, messa
     if current_branch(repo) == branch:
         return _bump_in(repo, relpath, version, message)
     head = resolve_commit(repo, f"refs/heads/{branch}")
-    with tempfile.TemporaryDirectory(prefix="gestan-bump-") as tmp:
-        work = Path(tmp) / "wt"
-        git(repo, "worktree", "add", "--detach", "--quiet", str(work), head)
-        try:
-            new = _bump_in(work, relpath, version, message)
-        finally:
-            git(repo, "worktree", "remove", "--force", str(work), check=False)
+    with worktree(repo, head, prefix="gestan-bump-") as work:
+        new = _bump_in(work, relpath, version, message)
     if new != head:
         git(repo, "update-ref", "-m", message, f"refs/heads/{branch}", new, head)
     return new
@@ -235,40 +217,34 @@ def build(
     """Run `command` in a clean worktree at `sha`, copy the artifacts matching `pattern` to
     `out_dir`, and hash them (sha256, size)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gestan-build-") as tmp:
-        work = Path(tmp) / "src"
-        git(repo, "worktree", "add", "--detach", "--quiet", str(work), sha)
-        try:
-            proc = subprocess.run(
-                command,
-                shell=True,
-                cwd=work,
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                check=False,
+    with worktree(repo, sha, prefix="gestan-build-") as work:
+        proc = subprocess.run(
+            command,
+            shell=True,
+            cwd=work,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise ReleaseError(
+                f"BUILD_COMMAND failed (exit {proc.returncode}): {shlex.quote(command)}\n"
+                + "\n".join(tail)
             )
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-                raise ReleaseError(
-                    f"BUILD_COMMAND failed (exit {proc.returncode}): {shlex.quote(command)}\n"
-                    + "\n".join(tail)
-                )
-            found = sorted(glob.glob(pattern, root_dir=work, recursive=True))
-            if not found:
-                raise ReleaseError(f"BUILD_COMMAND produced no file matching ARTIFACTS={pattern!r}")
-            artifacts = []
-            for rel in found:
-                src = work / rel
-                if not src.is_file():
-                    continue
-                dest = out_dir / src.name
-                dest.write_bytes(src.read_bytes())
-                sha256, size = hash_file(dest)
-                m = _PLATFORM.search(src.name)
-                platform = m.group(1).lower() if m else src.stem
-                artifacts.append(Artifact(src.name, platform, str(dest), sha256, size))
-            return artifacts
-        finally:
-            git(repo, "worktree", "remove", "--force", str(work), check=False)
-            git(repo, "worktree", "prune", check=False)
+        found = sorted(glob.glob(pattern, root_dir=work, recursive=True))
+        if not found:
+            raise ReleaseError(f"BUILD_COMMAND produced no file matching ARTIFACTS={pattern!r}")
+        artifacts = []
+        for rel in found:
+            src = work / rel
+            if not src.is_file():
+                continue
+            dest = out_dir / src.name
+            dest.write_bytes(src.read_bytes())
+            sha256, size = hash_file(dest)
+            m = _PLATFORM.search(src.name)
+            platform = m.group(1).lower() if m else src.stem
+            artifacts.append(Artifact(src.name, platform, str(dest), sha256, size))
+        return artifacts

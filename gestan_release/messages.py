@@ -395,13 +395,18 @@ def release_messages(
     )
 
 
-def render_preview(notes: ReleaseNotes, messages: Iterable[Message]) -> str:
-    """The dry run in markdown: version, changelog, and every post, comment and mail as sent."""
+def render_preview(
+    notes: ReleaseNotes, messages: Iterable[Message], stories: Iterable[dict[str, Any]] = ()
+) -> str:
+    """The dry run in markdown: version, changelog, the tickets to check (`stories`: why a
+    ticket whose story is not plain is or is not fixed), every post, comment and mail as sent."""
     from gestan_release.changelog import render as render_changelog
+    from gestan_release.changelog import render_story
 
     messages = list(messages)
     return render_template(
         "release_preview.md.j2",
+        stories_md=[render_story(s, markdown=True).strip() for s in stories],
         changelog_md=render_changelog(notes.changelog, "markdown").strip(),
         posts=[(m, weighted_length(m.text)) for m in messages if isinstance(m, Post)],
         topics=[m for m in messages if isinstance(m, ForumTopic)],

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 from gestan_release import gitops
 from gestan_release.changelog import Changelog, ChangelogEntry
 from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
+from gestan_release.git import has_parent, resolve_commit
+from gestan_release.git import toplevel as ensure_repo
 from gestan_release.history import (
     CommitRef,
     RevertedCommit,
     Rules,
-    ensure_repo,
-    previous_release,
+    find_previous_release,
     release_tags,
-    resolve_commit,
     scan_range,
 )
 from gestan_release.planning import (
@@ -243,10 +243,14 @@ def plan_release(
     line = version.line if kind == Kind.U else None
     # The range ends at the released commit; an adopted tag on it must not be its own start.
     start_from = f"{commit}^" if adopted else commit
-    has_parent = bool(gitops.git(repo, "rev-list", "--max-count=1", "--skip=1", commit).strip())
-    prev = previous_release(repo, start_from, prefix, line) if (not adopted or has_parent) else None
+    prev, elsewhere = (
+        find_previous_release(repo, start_from, prefix, line)
+        if (not adopted or has_parent(repo, commit))
+        else (None, None)
+    )
     rng = Range(prev.tag if prev else None, commit, prev.version if prev else None)
-    log_ = changelog_for(settings, rng)
+    fixes = scan_range(repo, rng.rev_args(), Rules.from_settings(settings))
+    log_ = changelog_for(settings, rng, fixes)
     already_in: dict[int, str] = {}
     if kind == Kind.FULL and prev is not None:
         already_in = {
@@ -255,6 +259,12 @@ def plan_release(
             if tid in set(log_.ticket_ids)
         }
     warnings = []
+    if elsewhere is not None:
+        warnings.append(
+            f"release tag {elsewhere.tag} is newer than {prev.tag if prev else 'any release'} "
+            f"in the history of {branch} but not in it (tagged on another branch?): this "
+            f"release's notes start at {prev.tag if prev else 'the first commit'}"
+        )
     if log_.unknown:
         warnings.append(
             f"{len(log_.unknown)} ticket(s) referenced in commits are not in the ticket store and "
@@ -274,7 +284,10 @@ def plan_release(
             "unknown_commits": {
                 str(tid): [c.to_json() for c in commits]
                 for tid, commits in log_.unknown_commits.items()
-            }
+            },
+            # Tickets whose story is not plain (reverted, picked, mention only): the preview
+            # lists them so that the release manager checks them before mail goes out.
+            "stories": [story.to_json() for story in fixes.stories()],
         },
         tag_prefix=prefix,
         already_in=already_in,
@@ -327,7 +340,7 @@ def _version_for_commit(
         if (
             t.version.kind == kind
             and (kind != Kind.U or t.version.line == nxt.version.line)
-            and (nxt.previous is None or t.version > nxt.previous)
+            and (nxt.reachable is None or t.version > nxt.reachable)
         ):
             sha = gitops.tag_target(repo, t.tag) or ""
             raise ReleaseError(
@@ -402,7 +415,14 @@ def preview(settings: Settings, plan: Plan) -> str:
     )
     head = [f"**{plan.label}** ({plan.version}) from `{plan.branch}` at `{plan.commit[:10]}`"]
     head += [f"> ⚠ {w}" for w in plan.warnings]
-    return "\n\n".join(head) + "\n\n" + render_preview(notes, messages)
+    stories = _with_titles(plan.changelog.get("stories", []), notes.changelog)
+    return "\n\n".join(head) + "\n\n" + render_preview(notes, messages, stories=stories)
+
+
+def _with_titles(stories: list[dict[str, Any]], changelog: Changelog) -> list[dict[str, Any]]:
+    """The stories of the plan, each with its ticket's title when the release fixes it."""
+    titles = {e.ticket.id: e.ticket.title for e in changelog.entries}
+    return [s | {"title": titles.get(s["id"])} for s in stories]
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,6 +53,23 @@ class Secret:
 
 SECRET = {"secret": True}
 
+# How commits name tickets: what a commit means is data, not code (cf. git-cliff's
+# commit_parsers and skip); read by `gestan_release.rules`.
+# `#1234`, not `issue#12`, `&#233;`, `a/#3` or `org/repo#12`; the lookbehind follows the `#` so
+# that the pattern starts with a literal (fast scanning).
+DEFAULT_TICKET_PATTERN = r"#(?<![\w&/]#)(\d+)\b"
+DEFAULT_FIX_TRAILERS = ("Ticket", "Fixes", "Closes", "Corrige")
+DEFAULT_REF_TRAILERS = ("Refs",)
+# Release and bump commits often quote the previous notes: they fix nothing (on the subject).
+DEFAULT_SKIP_PATTERNS = (
+    r"^Version \d+\.\d+(?:\.\d+)?(?: U\d+)?(?: \([^)]*\))?$",  # ours: Version 15.4 U2 (15.4.2)
+    r"^chore\(release\)",  # semantic-release, release-please: chore(release): 1.2.3
+    r"^chore(?:\([^)]*\))?!?: (?:release|bump version)\b",  # chore: release 1.2.3
+    r"(?i)^release:? v?\d+\.\d+",  # Release 1.2.3, release: v1.2.3
+    r"(?i)^bump version\b",  # Bump version to 1.2.3, Bump version: 1.2.2 → 1.2.3
+)
+MERGE_REFS = ("trailers", "all")  # a merge's own "#45": ignored (trailers only) or counted
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -69,11 +86,11 @@ class Settings:
     build_command: str | None = None
     artifacts: str | None = None
     # Ticket references: what a commit means is data, not code (cf. git-cliff's commit_parsers).
-    ticket_patterns: tuple[str, ...] = (
-        r"#(?<![\w&/]#)(\d+)\b",
-    )  # = history.DEFAULT_TICKET_PATTERN
-    fix_trailers: tuple[str, ...] = ("Ticket", "Fixes", "Closes", "Corrige")
-    ref_trailers: tuple[str, ...] = ("Refs",)
+    ticket_patterns: tuple[str, ...] = (DEFAULT_TICKET_PATTERN,)
+    fix_trailers: tuple[str, ...] = DEFAULT_FIX_TRAILERS
+    ref_trailers: tuple[str, ...] = DEFAULT_REF_TRAILERS
+    skip_patterns: tuple[str, ...] = DEFAULT_SKIP_PATTERNS
+    merge_refs: str = "trailers"
     # Update endpoint
     updates_url: str | None = None
     updates_token: Secret | None = field(default=None, metadata=SECRET)
@@ -176,6 +193,16 @@ def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
         if "tuple" in kind:
             if isinstance(raw, (list, tuple)):
                 return tuple(str(x) for x in raw)
+            if str(raw).lstrip().startswith(('["', "[]")):  # JSON: for regexes with commas
+                import json
+
+                try:
+                    items = json.loads(str(raw))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a JSON array of strings ({exc})") from None
+                if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+                    raise ValueError("not a JSON array of strings")
+                return tuple(items)
             return tuple(part.strip() for part in str(raw).split(",") if part.strip())
         if "Secret" in kind:
             return Secret(str(raw))
@@ -209,13 +236,16 @@ def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides:
             f"known: {', '.join(n for n in known if n != 'repo')}"
         )
     values: dict[str, Any] = {"repo": repo_path}
+    sources: dict[str, str] = {}
     for name, f in known.items():
         if name == "repo":
             continue
         env_name = ENV_PREFIX + name.upper()
         if env_name in env:
             values[name] = _coerce(name, f.type, env[env_name], env_name)
+            sources[name] = env_name
         elif name in toml:
+            sources[name] = TOML_NAME
             if f.metadata.get("secret"):
                 raise ConfigError(
                     f"{name} is a secret and must not be in {TOML_NAME} (it is usually committed); "
@@ -238,6 +268,9 @@ def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides:
         raise ConfigError(
             f"SMTP_SECURITY must be starttls, ssl or none, not {settings.smtp_security!r}"
         )
+    from gestan_release.rules import Rules
+
+    Rules.from_settings(settings).check(sources)  # one line naming a bad setting, at load
     return settings.replace(
         state_dir=state, outbox_dir=outbox, updates_signing_key=key, database_url=db
     )

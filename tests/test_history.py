@@ -38,7 +38,8 @@ def fixes_of(repo, rev: str) -> dict[int, list[str]]:
         ("refactor\n\nRefs: #16, #17", set(), {16, 17}),
         ("docs: see issue#18 and &#19; colour #ff0000 and a/#20", set(), set()),
         ("no body at all", set(), set()),
-        ("Ticket: 21\nTicket: 22", {21, 22}, set()),
+        ("Ticket: 21\nTicket: 22", set(), set()),  # the title is never a trailer block
+        ("fix\n\nTicket: 21\nTicket: 22", {21, 22}, set()),
     ],
 )
 def test_message_rules(message: str, fixed: set[int], mentioned: set[int]) -> None:

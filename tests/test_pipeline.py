@@ -190,3 +190,35 @@ def test_summary_lists_what_is_left(repo) -> None:
     complete, text = pipeline.summary(ledger, plan, [ok])
     assert complete and "publiée" in text and "Reste à faire" not in text
     assert "| X | 1 | 0 | 0 | 0 |" in text
+
+
+def test_the_preview_lists_the_tickets_whose_story_is_not_plain(repo) -> None:
+    """#101 comes to main as a cherry-pick of the U1 fix, #102 is reverted then fixed again,
+    #104 is only mentioned: the release manager sees why, before any mail goes out."""
+    repo.cherry_pick(repo.u1)
+    bad = repo.commit("Relances, autre essai\n\nFixes: #102\n")
+    revert = repo.revert(bad)
+    repo.commit("Nettoyage\n\nRefs: #104\n")
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "full", "main")
+    assert [story["id"] for story in plan.changelog["stories"]] == [101, 102, 104]
+    text = pipeline.preview(s, plan)
+    section = text.split("## Tickets à vérifier avant l'envoi (3)", 1)[1].split("\n## ", 1)[0]
+    assert "**#101** Ticket 101 : corrigé" in section and "cherry-pick de" in section
+    assert "**#102** Ticket 102 : corrigé" in section
+    assert f"`{bad[:10]}`" in section and f"annulé par le revert `{revert[:10]}`" in section
+    assert "**#104** : seulement mentionné : pas corrigé, aucun mail" in section
+    assert "**#103**" not in section  # a plain fix
+    assert pipeline.preview(s, pipeline.Plan.from_json(plan.to_json())) == text
+
+
+def test_a_nightly_plan_warns_of_releases_tagged_elsewhere(repo) -> None:
+    repo.cherry_pick(repo.u1)
+    repo.git("checkout", "-q", "-b", "releases", "main~1")
+    repo.commit("Gestan 15.5 sur une autre branche")
+    repo.tag("v15.5.0")
+    repo.checkout("main")
+    s = settings_of(repo)
+    plan = pipeline.plan_release(s, "nightly", "main")
+    assert plan.previous == "15.4.0" and plan.version.startswith("15.6.0-nightly.")
+    assert any("release tag v15.5.0 is newer than v15.4.0" in w for w in plan.warnings)

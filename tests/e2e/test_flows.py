@@ -449,6 +449,15 @@ def test_dry_run_shows_everything_and_changes_nothing(sandbox: Sandbox) -> None:
     for name in ("Alice Martin", "Carole Roux", "Bob Girard"):
         assert f"### {name}" in text
     assert "### Zoé" not in text and "### Support" not in text
+    # #101 came to main as a cherry-pick of the U1 fix: the release manager is shown why it is
+    # in, in the dry run and in its Prefect artifact (issue 8, point 10)
+    tocheck = text.split("## Tickets à vérifier avant l'envoi", 1)[1].split("\n## ", 1)[0]
+    assert "**#101**" in tocheck and "cherry-pick de" in tocheck
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_latest_artifacts()}
+    assert "Tickets à vérifier avant l'envoi" in artifacts["dry-run-15-5-0"].data
     _nothing_done(sandbox, before)
     assert not (sandbox.state / "outbox").exists()
     assert not (sandbox.state / "updates").exists()
