@@ -31,7 +31,18 @@ pytest_plugins = ("flow_fixtures",)
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7]|38;[0-9;]+)m")
-STEPS = ["preflight", "plan", "guard", "git", "build", "update endpoint", "X", "forum", "mail"]
+STEPS = [
+    "preflight",
+    "plan",
+    "guard",
+    "git",
+    "build",
+    "update endpoint",
+    "tickets released",
+    "X",
+    "forum",
+    "mail",
+]
 
 
 @dataclass
@@ -124,7 +135,7 @@ def test_release_on_a_terminal_steps_live_bars_then_the_summary(
     assert re.search(r"mail\s+━+\s+3/3\s+[\d,]+/s\s+0:00:\d\d", text), text
     # then the summary table, rendered (not raw markdown)
     summary = text.index("15.5 (15.5.0) — publiée")
-    assert summary > text.index("✓ tickets released")
+    assert summary > text.index("✓ mail: 3 done")
     assert "| ---" not in text and re.search(r"mail\s+3\s+0\s+0\s+0", text[summary:])
     assert COLOUR.search(run.out)  # colours on a terminal
     assert "\x1b[?25l" in run.out  # the live display hid the cursor while it drew
@@ -145,10 +156,10 @@ def test_release_in_a_pipe_is_plain_and_line_based(sandbox: Sandbox, prefect_har
         "✓ git",
         "✓ build",
         "✓ update endpoint",
+        "✓ tickets released",  # as soon as installs can get the fixes (issue 9)
         "✓ X",
         "✓ forum",
         "✓ mail",
-        "✓ tickets released",
     ]
     assert lines[10] == "## 15.5 (15.5.0) — publiée"  # the summary as markdown, for a log
     assert "| mail | 3 | 0 | 0 | 0 |" in lines
