@@ -8,7 +8,7 @@ makes it again, see `pipeline.git_step`). Work-tree leftovers are wiped; ignored
 directory) are kept. One run at a time per clone on a worker (a file lock), which the kernel frees
 if the process dies.
 
-Small on purpose: the git seam of `gitops`/`history` is where this belongs in the long run.
+Git runs through the seam (`gestan_release.git`); errors never show the URL's credentials.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gestan_release import git
 from gestan_release.errors import GitError
+from gestan_release.scrub import scrub, url_without_credentials
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -42,24 +43,14 @@ def clone_path(cache_dir: Path, url: str) -> Path:
     return cache_dir / "repos" / f"{name}-{digest}"
 
 
-def _display(url: str) -> str:
-    """`url` without credentials (`https://user:token@host/…` happens)."""
-    return re.sub(r"//[^/@]*@", "//***@", url)
-
-
 def _git(cwd: Path | None, *args: str, url: str = "") -> str:
-    proc = subprocess.run(
-        ["git", *(["-C", str(cwd)] if cwd else []), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        check=False,
-    )
-    if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        message = detail[0].replace(url, _display(url)) if url else detail[0]
-        raise GitError(f"git {args[0]} of REPO_URL {_display(url)} failed: {message}")
-    return proc.stdout
+    try:
+        return git.run(cwd or Path.cwd(), *args)
+    except GitError as exc:
+        detail = scrub(str(exc).replace(url, url_without_credentials(url)) if url else str(exc))
+        raise GitError(
+            f"{detail} (REPO_URL {url_without_credentials(url)})" if url else detail
+        ) from None
 
 
 def sync(url: str, path: Path, branch: str) -> Path:

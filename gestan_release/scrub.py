@@ -6,6 +6,8 @@ A peer may quote what we sent it — X, the forum, an update server or an SMTP s
 - every secret this process knows: each `Secret` setting registers itself when it is loaded, and
   each sender registers the credentials it is given (and the forms it sends them in: URL-encoded,
   base64, SMTP's AUTH PLAIN blob);
+- the user information of a URL (`https://user:token@host/…`, which git and HTTP libraries quote
+  back in their errors);
 - any `Bearer …`, `Basic …`, `Token …` or OAuth 1.0a `OAuth k="v", …` credential, and the values
   of `access_token`, `refresh_token`, `client_secret`, `password`, `oauth_token` and
   `oauth_signature` fields, whether or not we know the secret (a token rotated by the peer).
@@ -39,6 +41,14 @@ _FIELDS = re.compile(
     r"([^\s\"',&;}]+)",
     re.IGNORECASE,
 )
+
+# `scheme://userinfo@`: what a URL carries before its host (git, httpx and SQLAlchemy echo it).
+_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+
+
+def url_without_credentials(url: str) -> str:
+    """`url` fit to show: its user information, if any, masked (`https://***@host/…`)."""
+    return _URL_USERINFO.sub(r"\1***@", url)
 
 
 def _value(secret: Any) -> str | None:
@@ -96,6 +106,7 @@ def scrub(text: str, extra: Iterable[Any] = ()) -> str:
     for secret in [*(v for e in extra if (v := _value(e)) and len(v) >= MIN_SECRET), *secrets]:
         if secret in text:
             text = text.replace(secret, MASK)
+    text = url_without_credentials(text)
     text = _OAUTH1.sub(f"OAuth {MASK}", text)
     text = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     return _FIELDS.sub(lambda m: f"{m.group(1)}{MASK}", text)

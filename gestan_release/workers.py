@@ -92,9 +92,9 @@ def _shown(settings: Settings, name: str, secret: bool) -> str:
 
         return display_url(value)
     if name == "repo_url":
-        from gestan_release.repocache import _display
+        from gestan_release.scrub import url_without_credentials
 
-        return _display(value)
+        return url_without_credentials(value)
     if isinstance(value, tuple):
         return ", ".join(value)
     if isinstance(value, bool):

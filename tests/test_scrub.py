@@ -103,6 +103,16 @@ def test_scrub_removes_known_secrets_and_credential_forms() -> None:
     assert scrub(clean) == clean  # idempotent
 
 
+def test_scrub_masks_the_credentials_of_a_url() -> None:
+    text = "fatal: unable to access 'https://deploy:ghp_tok3n@git.example/gestan.git/': 403"
+    clean = scrub(text)
+    assert "ghp_tok3n" not in clean and "deploy" not in clean
+    assert "https://***@git.example/gestan.git/" in clean
+    assert scrub("see https://forum.gestan.fr/discussion/3226 (mail a@b.fr)") == (
+        "see https://forum.gestan.fr/discussion/3226 (mail a@b.fr)"
+    )
+
+
 def test_scrub_keeps_ordinary_words() -> None:
     text = "a Bearer token is required; check SMTP_USERNAME and SMTP_PASSWORD; Basic auth off"
     assert scrub(text) == text
