@@ -8,7 +8,8 @@ makes it again, see `pipeline.git_step`). Work-tree leftovers are wiped; ignored
 directory) are kept. One run at a time per clone on a worker (a file lock), which the kernel frees
 if the process dies.
 
-Small on purpose: the git seam of `gitops`/`history` is where this belongs in the long run.
+Every git process goes through the seam `gestan_release.git` (no prompt, C locale, one-line
+errors); what is here is the cache's own policy.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gestan_release import git
 from gestan_release.errors import GitError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -47,19 +48,14 @@ def _display(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//***@", url)
 
 
-def _git(cwd: Path | None, *args: str, url: str = "") -> str:
-    proc = subprocess.run(
-        ["git", *(["-C", str(cwd)] if cwd else []), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        check=False,
-    )
-    if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        message = detail[0].replace(url, _display(url)) if url else detail[0]
-        raise GitError(f"git {args[0]} of REPO_URL {_display(url)} failed: {message}")
-    return proc.stdout
+def _git(cwd: Path, *args: str, url: str = "") -> str:
+    """One git command through the seam; its error names REPO_URL without its credentials."""
+    try:
+        return git.run(cwd, *args)
+    except GitError as exc:
+        message = str(exc).split(" failed: ", 1)[-1]
+        message = message.replace(url, _display(url)) if url else message
+        raise GitError(f"git {args[0]} of REPO_URL {_display(url)} failed: {message}") from None
 
 
 def sync(url: str, path: Path, branch: str) -> Path:
@@ -70,7 +66,7 @@ def sync(url: str, path: Path, branch: str) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
         try:
             clone = ("clone", "--quiet", "--no-checkout", "--origin", "origin", url, str(tmp))
-            _git(None, *clone, url=url)
+            _git(path.parent, *clone, url=url)
             if path.exists():
                 shutil.rmtree(path)
             tmp.rename(path)
