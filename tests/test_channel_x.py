@@ -17,8 +17,8 @@ from fakes.x_server import (
     duplicate,
     rate_limited,
     server_error,
-    slow,
     suspended,
+    unanswered,
 )
 
 from gestan_release.channels.base import ForumTopic, Post
@@ -226,8 +226,8 @@ def test_5xx_past_the_attempts_is_transient(x_server, clock):
 
 
 def test_timeout_that_did_post_is_not_posted_again(x_server, clock):
-    # X created the post but answered after the client's timeout.
-    x_server.script(slow(1.0, apply=True))
+    # X created the post and never answered: the client timed out.
+    x_server.script(unanswered(apply=True))
     with oauth1_sender(x_server, clock, timeout=0.2) as sender:
         receipt = sender.send(POST)
     assert len(x_server.tweets) == 1
@@ -236,7 +236,7 @@ def test_timeout_that_did_post_is_not_posted_again(x_server, clock):
 
 
 def test_timeout_that_did_not_post_is_retried(x_server, clock):
-    x_server.script(slow(1.0, apply=False))
+    x_server.script(unanswered(apply=False))
     with oauth1_sender(x_server, clock, timeout=0.2) as sender:
         receipt = sender.send(POST)
     assert len(x_server.tweets) == 1 and receipt.external_id == x_server.tweets[0]["id"]
