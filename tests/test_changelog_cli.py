@@ -10,7 +10,8 @@ import pytest
 
 from gestan_release.cli import main
 from gestan_release.settings import load
-from gestan_release.tickets import Priority, Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Priority, Ticket
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

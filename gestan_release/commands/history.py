@@ -166,7 +166,7 @@ def _explain(
 ) -> int:
     """`changelog --explain ID`: the story of one ticket in the range."""
     from gestan_release.changelog import render_story
-    from gestan_release.tickets import lookup_tickets
+    from gestan_release.ticket_lookup import lookup_tickets
 
     story = fixes.explain(args.explain).to_json()
     known = lookup_tickets(settings.database_url, [args.explain])

@@ -100,7 +100,7 @@ def register(subparsers: Any) -> None:
 
 def _store(args: argparse.Namespace) -> Any:
     from gestan_release.db import ensure_state_dir
-    from gestan_release.tickets import TicketStore
+    from gestan_release.ticket_store import TicketStore
 
     settings = settings_from(args)
     ensure_state_dir(settings)
@@ -110,7 +110,7 @@ def _store(args: argparse.Namespace) -> Any:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from gestan_release.console import View
-    from gestan_release.tickets import read_import_file
+    from gestan_release.ticket_import import read_import_file
 
     settings = settings_from(args)
     # Checked completely before the store is even opened.
@@ -124,7 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from gestan_release.tickets import parse_reporter, ticket_from_mapping
+    from gestan_release.ticket_import import parse_reporter, ticket_from_mapping
 
     name, email = parse_reporter(args.reporter)
     ticket, _, problems = ticket_from_mapping(

@@ -34,7 +34,8 @@ from fakes.x_server import FakeX
 from flow_fixtures import NOT_FORUM, TICKETS, VERSION, Sandbox, build_sandbox
 
 from gestan_release.demo import BUILD
-from gestan_release.tickets import Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Ticket
 
 # Distinctive secrets: a test can look for them anywhere (they must never show).
 X_TOKEN = "xtok-7Qv3ZpR9-user-context-DO-NOT-LEAK"
