@@ -63,22 +63,6 @@ class Changelog:
             groups.setdefault(entry.ticket.priority, []).append(entry)
         return [(p, groups[p]) for p in Priority if p in groups]
 
-    def with_already_in(self, shipped: dict[int, str]) -> Changelog:
-        """The same changelog, marking tickets that already shipped in a U version."""
-        entries = tuple(
-            ChangelogEntry(e.ticket, e.commits, shipped.get(e.ticket.id)) for e in self.entries
-        )
-        return Changelog(
-            self.from_ref,
-            self.to_sha,
-            self.previous_version,
-            entries,
-            self.unknown,
-            self.unknown_commits,
-            self.reverted,
-            self.commit_count,
-        )
-
     def to_json(self) -> dict[str, Any]:
         return {
             "from": self.from_ref,

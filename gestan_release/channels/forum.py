@@ -497,10 +497,6 @@ class ForumSender(HttpChannel):
         `accept` (e.g. 404) is returned instead of raising."""
         return self._request("GET", path, params=params, what=what, accept=accept)
 
-    def whoami(self) -> dict[str, Any]:
-        """The token's user (`GET /users/me`), read once."""
-        return self._whoami()
-
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _whoami(self, refresh: bool = False) -> dict[str, Any]:
