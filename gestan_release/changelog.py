@@ -1,7 +1,7 @@
 """The changelog of a range: fixed tickets joined with the ticket store, and its renderings.
 
 Building is pure (`build_changelog`); rendering markdown/text goes through the Jinja2 templates in
-`gestan_release/templates/` (French by default), JSON is the shape of INTERFACES.md.
+`gestan_release/templates/` (French by default), JSON is the shape of docs/reference.md.
 """
 
 from __future__ import annotations

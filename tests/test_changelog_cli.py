@@ -1,5 +1,5 @@
 """`gestan-release changelog` and `next-version` end to end: real repositories, a real ticket
-store on disk, the JSON shapes of INTERFACES.md checked exactly."""
+store on disk, the JSON shapes of docs/reference.md checked exactly."""
 
 from __future__ import annotations
 

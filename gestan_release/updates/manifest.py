@@ -187,7 +187,7 @@ def _artifacts(value: object) -> dict[str, dict[str, Any]]:
 def normalize_entry(
     raw: Mapping[str, Any], *, version: str | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """A complete, validated release entry from `raw`, defaults filled in (see INTERFACES.md).
+    """A complete, validated release entry from `raw`, defaults filled in (see docs/reference.md).
 
     `version` is the one named by the URL, if any: the body may omit it but must not contradict it.
     """
