@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,15 @@ def _as_message_id(value: Any) -> str | None:
     return None if text is None else check_message_id("ack_message_id", text)
 
 
+def _unknown(what: str, names: list[Any], show: Callable[[Any], str]) -> list[str]:
+    """The problem of names that are not ticket fields (at most five shown), or none."""
+    unknown = [name for name in names if name not in IMPORT_FIELDS]
+    if not unknown:
+        return []
+    shown = ", ".join(show(n) for n in unknown[:5])
+    return [f"unknown {what}(s) {shown}; known: {', '.join(IMPORT_FIELDS)}"]
+
+
 def ticket_from_mapping(
     row: Mapping[str, Any], *, forum_host: str | None = None
 ) -> tuple[Ticket, bool, list[str]]:
@@ -152,13 +161,7 @@ def ticket_from_mapping(
     character); `forum_url` must be http(s) and, when `forum_host` is given (the host of
     FORUM_BASE_URL), on that host.
     """
-    problems: list[str] = []
-    unknown = [name for name in row if name not in IMPORT_FIELDS]
-    if unknown:
-        problems.append(
-            f"unknown field(s) {', '.join(excerpt(str(n)) for n in unknown[:5])}; "
-            f"known: {', '.join(IMPORT_FIELDS)}"
-        )
+    problems: list[str] = _unknown("field", list(row), lambda n: excerpt(str(n)))
 
     def given(name: str) -> bool:
         value = row.get(name)
@@ -338,13 +341,7 @@ def _csv_rows(path: Path, text: str) -> Iterator[_RawRow]:
                 + ",".join(FIELDS)
             )
         names = [cell.strip() for cell in header]
-        header_problems: list[str] = []
-        unknown = [name for name in names if name not in IMPORT_FIELDS]
-        if unknown:
-            header_problems.append(
-                f"unknown column(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(IMPORT_FIELDS)}"
-            )
+        header_problems = _unknown("column", names, repr)
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             header_problems.append(f"column(s) {', '.join(map(repr, repeated))} given twice")

@@ -22,7 +22,8 @@ from fakes.vanilla_server import (
 )
 
 from gestan_release.channels.base import ForumComment, ForumTopic, Post
-from gestan_release.channels.forum import ForumSender, part_number, split_body
+from gestan_release.channels.forum import ForumSender
+from gestan_release.channels.forum_parts import part_number, split_body
 from gestan_release.errors import DeliveryError
 from gestan_release.settings import Secret, Settings
 

@@ -14,12 +14,8 @@ import pytest
 
 from gestan_release.errors import GestanReleaseError
 from gestan_release.settings import load
-from gestan_release.updates.manifest import (
-    ManifestError,
-    candidates_for,
-    choose_update,
-    parse_time,
-)
+from gestan_release.updates.choice import candidates_for, choose_update
+from gestan_release.updates.manifest import ManifestError, parse_time
 from gestan_release.updates.publisher import (
     HttpPublisher,
     LocalPublisher,

@@ -36,6 +36,11 @@ What "never twice" means on the forum:
   second copy may be submitted to the moderation queue (published twice only if a moderator
   approves both). A follow-up part cannot be posted while its discussion awaits approval.
 - Vanilla has no idempotency key; a post deleted by a moderator is not found and would be re-posted.
+
+About 500 lines on purpose (one outside service, one module): posting, finding by marker and
+completing the parts of a post are one state machine over the same client. Cutting a body into
+parts is `forum_parts`; HTTP, retries and waits are `channels.http` and `gestan_release.retry`;
+reading bug reports is `forum_reader`.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import httpx
 
 from gestan_release import retry
 from gestan_release.channels.base import ForumComment, ForumTopic, Message, Receipt
+from gestan_release.channels.forum_parts import part_number, split_body
 from gestan_release.channels.http import HttpChannel
 from gestan_release.errors import DeliveryError
 from gestan_release.retry import Backoff, RateLimit, Verdict
@@ -60,8 +66,6 @@ from gestan_release.scrub import remember, scrub
 log = logging.getLogger(__name__)
 
 FORMAT = "markdown"
-PART_TAG = "<!-- gestan-release-part:{k}/{n} -->"
-_PART_TAG_ROOM = len(PART_TAG.format(k=9999, n=9999))
 _FLOOD_WORDS = re.compile(
     r"wait|spam|flood|too (?:many|often|fast)|posted \d+ times|attend|patient", re.IGNORECASE
 )
@@ -72,69 +76,6 @@ _WAIT_SECONDS = re.compile(
     r"(?:wait|attendre|attendez)\D{0,20}?(\d+)\s*(?:seconds?|secondes?|sec\b|s\b)", re.IGNORECASE
 )
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-
-
-# -- splitting ---------------------------------------------------------------------------------
-
-
-def _pieces(text: str, limit: int) -> list[str]:
-    """Cut `text` into pieces of at most `limit` characters, at the coarsest boundary that works:
-    blank line (paragraph), then line, then space; a single word longer than the limit is cut."""
-    if len(text) <= limit:
-        return [text]
-    for sep in ("\n\n", "\n", " "):
-        if sep not in text:
-            continue
-        out: list[str] = []
-        current = ""
-        for unit in text.split(sep):
-            candidate = unit if not current else current + sep + unit
-            if len(candidate) <= limit:
-                current = candidate
-                continue
-            if current:
-                out.append(current)
-            if len(unit) <= limit:
-                current = unit
-            else:
-                *full, current = _pieces(unit, limit)
-                out.extend(full)
-        if current:
-            out.append(current)
-        return [p for p in out if p.strip()]
-    return [text[i : i + limit] for i in range(0, len(text), limit)]
-
-
-def split_body(
-    body: str,
-    marker: str,
-    first_limit: int,
-    rest_limit: int,
-    continuation: str = "*(suite {k}/{n})*",
-) -> list[str]:
-    """The parts to post: each at most its limit, each carrying `marker`, follow-ups (part 2..n)
-    starting with `continuation` and ending with their part tag. A body that fits is returned
-    as is (with the marker appended if it was missing)."""
-    if len(body) <= first_limit:
-        return [body if marker in body else f"{body.rstrip()}\n\n{marker}"]
-    text = body.replace(marker, "").strip()
-    head_room = len(continuation.format(k=9999, n=9999)) + 2
-    tail_room = 2 + len(marker) + 1 + _PART_TAG_ROOM
-    limit = min(first_limit, rest_limit) - head_room - tail_room
-    if limit < 100:
-        raise ValueError("forum size limits are too small to split a body")
-    chunks = _pieces(text, limit)
-    n = len(chunks)
-    parts = [f"{chunks[0]}\n\n{marker}"]
-    for k, chunk in enumerate(chunks[1:], 2):
-        head = continuation.format(k=k, n=n)
-        parts.append(f"{head}\n\n{chunk}\n\n{marker}\n{PART_TAG.format(k=k, n=n)}")
-    return parts
-
-
-def part_number(body: str) -> int | None:
-    match = re.search(r"<!-- gestan-release-part:(\d+)/(\d+) -->", body)
-    return int(match.group(1)) if match else None
 
 
 @dataclass
