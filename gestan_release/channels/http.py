@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from gestan_release.channels.base import Receipt
+from gestan_release.channels.base import Closing, Receipt
 from gestan_release.retry import DONE, Backoff, HttpRetry, RateLimit, Verdict
 
 
-class HttpChannel:
+class HttpChannel(Closing):
     """A channel's HTTP client: requests with retries, waits and lookups (see `retry`)."""
 
     peer = "the peer"
@@ -76,9 +76,3 @@ class HttpChannel:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from gestan_release.channels.base import Mail, Message, Receipt
+from gestan_release.channels.base import Closing, Mail, Message, Receipt
 from gestan_release.channels.mailmsg import as_bytes, build_email, build_failure
 from gestan_release.errors import ConfigError, DeliveryError
 from gestan_release.retry import Backoff, gave_up
@@ -176,7 +176,7 @@ class _Connection:
         self.drop()
 
 
-class SmtpSender:
+class SmtpSender(Closing):
     """The mail channel over SMTP; see the module docstring for the guarantees."""
 
     name = "mail"
@@ -376,12 +376,6 @@ class SmtpSender:
                 smtp.quit()
             except (smtplib.SMTPException, OSError):
                 smtp.close()
-
-    def __enter__(self) -> SmtpSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- batch workers -------------------------------------------------------------------------
 
