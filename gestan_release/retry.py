@@ -141,27 +141,17 @@ def failed(problem: str) -> Verdict:
 Judge = Callable[["httpx.Response", int], Verdict]
 
 
+@dataclass(frozen=True)
 class HttpRetry:
     """The retry loop of one HTTP peer. `peer` names it in messages ("X", "the forum")."""
 
-    def __init__(
-        self,
-        peer: str,
-        *,
-        backoff: Backoff = Backoff(),
-        rate: RateLimit = RateLimit(),
-        sleep: Callable[[float], None] = time.sleep,
-        error: type[DeliveryError] = DeliveryError,
-        advice: str = "try again later",
-        logger: logging.Logger = log,
-    ) -> None:
-        self.peer = peer
-        self.backoff = backoff
-        self.rate = rate
-        self.sleep = sleep
-        self.error = error
-        self.advice = advice
-        self.log = logger
+    peer: str
+    backoff: Backoff = Backoff()
+    rate: RateLimit = RateLimit()
+    sleep: Callable[[float], None] = time.sleep
+    error: type[DeliveryError] = DeliveryError
+    advice: str = "try again later"
+    log: logging.Logger = log
 
     def request(
         self,

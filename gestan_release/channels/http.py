@@ -12,6 +12,7 @@ import httpx
 
 from gestan_release.channels.base import Closing, Receipt
 from gestan_release.retry import DONE, Backoff, HttpRetry, RateLimit, Verdict
+from gestan_release.retry import log as retry_log
 
 
 class HttpChannel(Closing):
@@ -34,7 +35,7 @@ class HttpChannel(Closing):
         logger: Any = None,
     ) -> None:
         self._clock = clock
-        self._retry = HttpRetry(self.peer, backoff=backoff, rate=rate, sleep=sleep, logger=logger)
+        self._retry = HttpRetry(self.peer, backoff, rate, sleep, log=logger or retry_log)
         self._client = httpx.Client(
             base_url=base_url,
             auth=auth,
