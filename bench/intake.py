@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{results['sync'][-1]:.2f} s, re-sync {results['resync'][-1]:.2f} s, "
                     f"report {results['report'][-1]:.2f} s"
                 )
-            from gestan_release.tickets import TicketStore
+            from gestan_release.ticket_store import TicketStore
 
             count = len(TicketStore(f"sqlite:///{repo / 'state' / 'gestan.db'}").list())
             if count != args.discussions:

@@ -163,7 +163,7 @@ def build_template(
         )
     from gestan_release.db import ensure_state_dir
     from gestan_release.settings import load
-    from gestan_release.tickets import TicketStore
+    from gestan_release.ticket_store import TicketStore
 
     settings = load(repo)
     ensure_state_dir(settings)

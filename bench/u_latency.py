@@ -37,10 +37,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The store moved from `tickets` to `ticket_store` (issue 12): a reference checkout may have either.
 BUILD = (
-    "import sys; from pathlib import Path; from gestan_release.demo import build_sandbox, "
-    "import_tickets; from gestan_release.settings import load; from gestan_release.tickets "
-    "import TicketStore; repo = build_sandbox(Path(sys.argv[1])); "
+    "import sys; from importlib.util import find_spec; from importlib import import_module; "
+    "from pathlib import Path; from gestan_release.demo import build_sandbox, "
+    "import_tickets; from gestan_release.settings import load; "
+    "TicketStore = import_module('gestan_release.ticket_store' if find_spec("
+    "'gestan_release.ticket_store') else 'gestan_release.tickets').TicketStore; "
+    "repo = build_sandbox(Path(sys.argv[1])); "
     "TicketStore(load(repo).database_url).import_file(import_tickets(repo)); print(repo)"
 )
 

@@ -207,7 +207,7 @@ def acknowledge(
     """Send the acknowledgements (all due ones, or those of `ids`) and the priority raises."""
     from gestan_release.messages import discussion_id
     from gestan_release.pipeline import StepResult, deliver
-    from gestan_release.tickets import TicketStore
+    from gestan_release.ticket_store import TicketStore
 
     tickets_store = TicketStore(settings.database_url)
     result = AckResult(step=StepResult("ack"))

@@ -1,7 +1,7 @@
 """The changelog of a range: fixed tickets joined with the ticket store, and its renderings.
 
 Building is pure (`build_changelog`); rendering markdown/text goes through the Jinja2 templates in
-`gestan_release/templates/` (French by default), JSON is the shape of INTERFACES.md.
+`gestan_release/templates/` (French by default), JSON is the shape of docs/reference.md.
 """
 
 from __future__ import annotations
@@ -62,22 +62,6 @@ class Changelog:
         for entry in self.entries:
             groups.setdefault(entry.ticket.priority, []).append(entry)
         return [(p, groups[p]) for p in Priority if p in groups]
-
-    def with_already_in(self, shipped: dict[int, str]) -> Changelog:
-        """The same changelog, marking tickets that already shipped in a U version."""
-        entries = tuple(
-            ChangelogEntry(e.ticket, e.commits, shipped.get(e.ticket.id)) for e in self.entries
-        )
-        return Changelog(
-            self.from_ref,
-            self.to_sha,
-            self.previous_version,
-            entries,
-            self.unknown,
-            self.unknown_commits,
-            self.reverted,
-            self.commit_count,
-        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -205,7 +205,7 @@ def run_demo(directory: str | None) -> Path:
     from gestan_release.commands.releases import run_flow
     from gestan_release.console import View
     from gestan_release.settings import load
-    from gestan_release.tickets import TicketStore
+    from gestan_release.ticket_store import TicketStore
 
     console = Console()
     if directory:

@@ -41,6 +41,14 @@ class DeliveryError(GestanReleaseError):
         self.permanent = permanent
 
 
+class DuplicatePost(DeliveryError):
+    """The peer refused a post as one it already has (X: 403 duplicate content). Permanent; after
+    an attempt whose answer was lost it means that attempt went out (`retry.HttpRetry` looks)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
 class IncompleteRelease(ReleaseError):
     """A release ran but left side effects undone; `resume` finishes it. Exit 3 when the version
     reached the update endpoint (released, some deliveries left), else 1 (not released)."""

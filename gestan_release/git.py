@@ -92,6 +92,21 @@ def run(
     return out.decode("utf-8", "replace")
 
 
+class Outcome(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def outcome(repo: Path | str, *args: str) -> Outcome:
+    """Run one git command and return its exit status, stdout and stderr, for a caller that reads
+    git's report of a partial failure (`git push --porcelain` says what happened to every ref)."""
+    pipe = subprocess.PIPE
+    proc = _spawn(repo, args, pipe, pipe)
+    out, err = proc.communicate()
+    return Outcome(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
 def succeeds(repo: Path | str, *args: str) -> bool:
     """Whether a git command exits 0 (for questions git answers with its exit status)."""
     return _spawn(repo, args, subprocess.DEVNULL, subprocess.DEVNULL).wait() == 0

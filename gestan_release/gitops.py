@@ -26,6 +26,7 @@ from gestan_release.git import (
     tags_at,
     worktree,
 )
+from gestan_release.git import outcome as run_git
 from gestan_release.git import run as git
 
 __all__ = [  # read helpers of the seam, kept here for their callers
@@ -116,18 +117,70 @@ def create_branch(repo: Path, branch: str, sha: str) -> str:
     return "created"
 
 
-def push(repo: Path, remote: str, refs: list[str]) -> None:
-    """Push refs (tags and branches) to the remote; pushing what is already there is a no-op."""
-    git(repo, "push", "--porcelain", remote, *refs)
+@dataclass(frozen=True)
+class PushedRef:
+    """What `git push --porcelain` says of one ref: its flag (`' '` fast-forward, `'+'` forced,
+    `'-'` deleted, `'*'` new, `'='` up to date, `'!'` rejected), the remote ref, git's summary."""
+
+    flag: str
+    ref: str
+    summary: str
+
+    @property
+    def rejected(self) -> bool:
+        return self.flag == "!"
 
 
-def remote_has(repo: Path, remote: str, ref: str, sha: str) -> bool:
-    out = git(repo, "ls-remote", remote, ref, check=False)
-    for line in out.splitlines():
-        got, _, name = line.partition("\t")
-        if name in (ref, f"{ref}^{{}}") and got == sha:
-            return True
-    return False
+# What a release manager can do about each reason git gives for a rejected ref.
+_PUSH_ADVICE = (
+    (
+        "already exists",
+        "the remote has this tag on another commit: compare them (`git ls-remote`), delete the "
+        "wrong one, then resume",
+    ),
+    (
+        "non-fast-forward",
+        "the remote branch has commits this one lacks: fetch, reconcile, then resume",
+    ),
+    ("fetch first", "the remote branch has commits this one lacks: fetch, reconcile, then resume"),
+    ("stale info", "the remote branch moved while pushing: resume"),
+    (
+        "remote rejected",
+        "a hook or a protection rule on the remote refused it: check the remote's rules for "
+        "release tags and branches",
+    ),
+)
+
+
+def parse_push(porcelain: str) -> list[PushedRef]:
+    """The refs of `git push --porcelain` output (`<flag>\t<from>:<to>\t<summary>` lines)."""
+    pushed = []
+    for line in porcelain.splitlines():
+        if len(line) < 2 or line[1] != "\t" or line[0] not in " +-*=!":
+            continue  # "To <url>", "Done"
+        _, refs, *rest = line.split("\t")
+        pushed.append(PushedRef(line[0], refs.partition(":")[2] or refs, " ".join(rest).strip()))
+    return pushed
+
+
+def push(repo: Path, remote: str, refs: list[str]) -> list[PushedRef]:
+    """Push refs (tags and branches) to the remote; pushing what is already there is a no-op.
+    A rejected ref is a GitError naming it, git's reason and what to do about it."""
+    done = run_git(repo, "push", "--porcelain", remote, *refs)
+    pushed = parse_push(done.out)
+    rejected = [p for p in pushed if p.rejected]
+    if rejected:
+        lines = []
+        for ref in rejected:
+            advice = next((a for reason, a in _PUSH_ADVICE if reason in ref.summary), "")
+            lines.append(f"{ref.ref} {ref.summary}" + (f": {advice}" if advice else ""))
+        raise GitError(f"{remote} refused {'; '.join(lines)}")
+    if done.code != 0:
+        lines = [ln.strip() for ln in done.err.splitlines() if ln.strip()]
+        said = [ln.split(": ", 1)[1] for ln in lines if ln.startswith(("fatal: ", "error: "))]
+        reason = "; ".join(said or lines[-1:]) or f"exit {done.code}"
+        raise GitError(f"git push to {remote} failed: {reason}")
+    return pushed
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ from gestan_release.planning import (
 )
 from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
-from gestan_release.tickets import Priority, lookup_tickets
+from gestan_release.ticket_lookup import lookup_tickets
+from gestan_release.tickets import Priority
 from gestan_release.validation import url_host
 from gestan_release.versions import Kind, Version, release_version
 
@@ -810,7 +811,7 @@ def tickets_step(settings: Settings, ledger: Any, plan: Plan) -> StepResult:
     can then get the fix, whatever the announcements did (X, the forum and the mails may all have
     failed: they are resumed, the fix is out). Before that, the step waits (recorded failed)."""
     from gestan_release.ledger import FINISHED
-    from gestan_release.tickets import TicketStore
+    from gestan_release.ticket_store import TicketStore
 
     result = StepResult("tickets")
     ids = plan.ticket_ids

@@ -155,7 +155,7 @@ def changelog_for(settings: Settings, rng: Range, fixes: RangeFixes | None = Non
         fixes = scan_range(
             settings.repo, rng.rev_args(), Rules.from_settings(settings), rng.from_sha
         )
-    from gestan_release.tickets import lookup_tickets  # the store only when there are fixes
+    from gestan_release.ticket_lookup import lookup_tickets  # the store only when there are fixes
 
     tickets = lookup_tickets(settings.database_url, fixes.fixes.keys()) if fixes.fixes else {}
     return build_changelog(

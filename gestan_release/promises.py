@@ -124,9 +124,9 @@ def load_facts(database_url: str, since: dt.date | None = None) -> Facts:
     """Everything the measures need, in four queries (10,000 tickets load in a fraction of a
     second). Reading never creates anything: a missing database, or one from before the intake,
     gives empty facts."""
-    from gestan_release.tickets import _plain_sqlite_file
+    from gestan_release.ticket_lookup import plain_sqlite_file
 
-    path = _plain_sqlite_file(database_url)
+    path = plain_sqlite_file(database_url)
     if path is not None:
         if not path.is_file():
             return Facts((), ())

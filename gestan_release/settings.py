@@ -73,7 +73,7 @@ MERGE_REFS = ("trailers", "all")  # a merge's own "#45": ignored (trailers only)
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable, with the defaults of INTERFACES.md. Paths are resolved by `load`."""
+    """Everything configurable, with the defaults of docs/reference.md; `load` resolves paths."""
 
     repo: Path = Path(".")
     database_url: str | None = None

@@ -111,13 +111,10 @@ class Version:
         return f"{base} U{self.patch}" if self.patch else base
 
     # -- ordering: semver precedence -----------------------------------------------------------
-    def semver(self):  # -> semver.Version (imported lazily: start-up time matters)
-        import semver
-
-        return semver.Version.parse(str(self))
-
     def _key(self) -> tuple:
-        # Equivalent to semver precedence for the versions this scheme admits (and much cheaper).
+        # Semver precedence for the versions this scheme admits, as a tuple: sorting thousands of
+        # tags costs nothing, and no import. The semver library is the oracle of the property
+        # test that proves it (tests/test_versions.py); see the README's design notes.
         if self.nightly is None:
             return (self.major, self.minor, self.patch, 1, "", 0)
         return (self.major, self.minor, self.patch, 0, self.nightly, self.nightly_n)
@@ -164,10 +161,6 @@ class Version:
 
 def parse(text: str) -> Version:
     return Version.parse(text)
-
-
-def format_version(v: Version) -> str:
-    return str(v)
 
 
 def parse_tag(tag: str, prefix: str = "v") -> Version:

@@ -19,7 +19,8 @@ from gestan_release.channels.mailmsg import build_email
 from gestan_release.intake_store import TICKET, ForumReport, IntakeStore
 from gestan_release.ledger import Ledger
 from gestan_release.settings import load
-from gestan_release.tickets import Priority, Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Priority, Ticket
 
 MAIL_FROM = "Support Gestan <support@gestan.test>"
 

@@ -1,5 +1,5 @@
 """`gestan-release changelog` and `next-version` end to end: real repositories, a real ticket
-store on disk, the JSON shapes of INTERFACES.md checked exactly."""
+store on disk, the JSON shapes of docs/reference.md checked exactly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 
 from gestan_release.cli import main
 from gestan_release.settings import load
-from gestan_release.tickets import Priority, Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Priority, Ticket
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -196,3 +197,30 @@ def test_next_version_json(capsys, git_repo) -> None:
     assert dt.datetime.strptime(stamp, "%Y%m%d")  # today, in Europe/Paris
     code, out, err = run(capsys, "--repo", str(repo.path), "next-version")
     assert code == 0 and out == "15.5.0\n" and "15.5" in err
+
+
+def test_changelog_in_a_process_of_its_own_loads_neither_prefect_sqlalchemy_nor_httpx(
+    history,
+) -> None:
+    """`changelog` must answer in well under half a second: what it imports is checked in a real
+    process, on a real repository whose tickets are read from the store on disk."""
+    import subprocess
+    import sys
+
+    repo, sha = history
+    code = (
+        "import json, sys\n"
+        "from gestan_release.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = sorted(loaded & {'prefect', 'sqlalchemy', 'httpx'})\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
+    )
+    args = ["--repo", str(repo.path), "changelog", "--format", "json"]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+    document = json.loads(proc.stdout)
+    assert document["to"] == sha["head"]
+    assert [t["id"] for t in document["tickets"]] == [103, 101, 104]  # read from the store

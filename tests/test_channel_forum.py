@@ -16,13 +16,14 @@ from fakes.vanilla_server import (
     forbidden,
     premoderated,
     server_error,
-    slow,
     too_many_requests,
+    unanswered,
     unauthorized,
 )
 
 from gestan_release.channels.base import ForumComment, ForumTopic, Post
-from gestan_release.channels.forum import ForumSender, part_number, split_body
+from gestan_release.channels.forum import ForumSender
+from gestan_release.channels.forum_parts import part_number, split_body
 from gestan_release.errors import DeliveryError
 from gestan_release.settings import Secret, Settings
 
@@ -272,7 +273,7 @@ def test_5xx_is_retried_with_backoff(forum, clock):
 
 
 def test_timeout_that_did_post_is_not_posted_again(forum, clock):
-    forum.script(slow(1.0, apply=True, path="/api/v2/discussions"))
+    forum.script(unanswered(apply=True, path="/api/v2/discussions"))
     with sender_for(forum, clock, timeout=0.2) as sender:
         receipt = sender.send(TOPIC)
     (discussion,) = forum.discussions.values()
@@ -281,7 +282,7 @@ def test_timeout_that_did_post_is_not_posted_again(forum, clock):
 
 
 def test_timeout_that_did_not_post_is_retried(forum, clock):
-    forum.script(slow(1.0, apply=False, path="/api/v2/discussions"))
+    forum.script(unanswered(apply=False, path="/api/v2/discussions"))
     with sender_for(forum, clock, timeout=0.2) as sender:
         sender.send(TOPIC)
     assert len(forum.discussions) == 1

@@ -17,13 +17,13 @@ from fakes.x_server import (
     duplicate,
     rate_limited,
     server_error,
-    slow,
     suspended,
+    unanswered,
 )
 
 from gestan_release.channels.base import ForumTopic, Post
 from gestan_release.channels.x import XSender, marker_pattern
-from gestan_release.errors import DeliveryError
+from gestan_release.errors import DeliveryError, DuplicatePost
 from gestan_release.settings import Secret, Settings
 
 CREDS = OAuth1Credentials()
@@ -226,8 +226,8 @@ def test_5xx_past_the_attempts_is_transient(x_server, clock):
 
 
 def test_timeout_that_did_post_is_not_posted_again(x_server, clock):
-    # X created the post but answered after the client's timeout.
-    x_server.script(slow(1.0, apply=True))
+    # X created the post and never answered: the client timed out.
+    x_server.script(unanswered(apply=True))
     with oauth1_sender(x_server, clock, timeout=0.2) as sender:
         receipt = sender.send(POST)
     assert len(x_server.tweets) == 1
@@ -236,7 +236,7 @@ def test_timeout_that_did_post_is_not_posted_again(x_server, clock):
 
 
 def test_timeout_that_did_not_post_is_retried(x_server, clock):
-    x_server.script(slow(1.0, apply=False))
+    x_server.script(unanswered(apply=False))
     with oauth1_sender(x_server, clock, timeout=0.2) as sender:
         receipt = sender.send(POST)
     assert len(x_server.tweets) == 1 and receipt.external_id == x_server.tweets[0]["id"]
@@ -249,7 +249,7 @@ def test_timeout_that_did_not_post_is_retried(x_server, clock):
 def test_duplicate_content_is_permanent_and_find_existing_confirms(x_server, clock):
     with oauth1_sender(x_server, clock) as sender:
         first = sender.send(POST)
-        with pytest.raises(DeliveryError) as info:
+        with pytest.raises(DuplicatePost) as info:
             sender.send(POST)
         assert info.value.permanent
         assert "duplicate content" in str(info.value)
@@ -260,7 +260,7 @@ def test_duplicate_content_is_permanent_and_find_existing_confirms(x_server, clo
 
 def test_scripted_duplicate_403_is_permanent(x_server, clock):
     x_server.script(duplicate())
-    with oauth1_sender(x_server, clock) as sender, pytest.raises(DeliveryError) as info:
+    with oauth1_sender(x_server, clock) as sender, pytest.raises(DuplicatePost) as info:
         sender.send(POST)
     assert info.value.permanent and "duplicate" in str(info.value)
 

@@ -125,7 +125,8 @@ def plan(git_repo):
     from datetime import UTC, datetime
 
     from gestan_release.db import ensure_state_dir
-    from gestan_release.tickets import Ticket, TicketStore
+    from gestan_release.ticket_store import TicketStore
+    from gestan_release.tickets import Ticket
 
     r = git_repo
     r.commit("Gestan 15.4")

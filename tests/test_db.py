@@ -123,7 +123,8 @@ def test_the_orm_schema_matches_the_migrations(empty_database_url):
 
 CONCURRENT_WRITER = """
 import sys
-from gestan_release.tickets import Priority, Ticket, TicketStore
+from gestan_release.tickets import Priority, Ticket
+from gestan_release.ticket_store import TicketStore
 store = TicketStore(sys.argv[1])
 for n in range(20):
     i = int(sys.argv[2]) * 100 + n

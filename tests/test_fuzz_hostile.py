@@ -37,7 +37,8 @@ from gestan_release.messages import (
     safe_url,
     weighted_length,
 )
-from gestan_release.tickets import Ticket, ticket_from_mapping
+from gestan_release.ticket_import import ticket_from_mapping
+from gestan_release.tickets import Ticket
 from gestan_release.validation import is_clean
 from gestan_release.versions import Version
 

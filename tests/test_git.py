@@ -96,3 +96,53 @@ def test_toplevel_and_common_dir(git_repo, tmp_path) -> None:
     assert git.common_dir(tmp_path / "nowhere") is None
     with pytest.raises(GitError, match="does not exist"):
         git.toplevel(tmp_path / "nowhere")
+
+
+def test_push_reports_each_ref_with_its_flag_and_says_why_one_was_refused(git_repo, tmp_path):
+    from gestan_release import gitops
+
+    remote = tmp_path / "remote.git"
+    git.run(tmp_path, "init", "-q", "--bare", str(remote))
+    git_repo.git("remote", "add", "origin", str(remote))
+    first = git_repo.commit("A")
+    git_repo.tag("v1.0.0")
+    git_repo.branch("release/1.0")
+
+    pushed = gitops.push(git_repo.path, "origin", ["refs/tags/v1.0.0", "refs/heads/release/1.0"])
+    assert [(p.flag, p.ref) for p in pushed] == [
+        ("*", "refs/tags/v1.0.0"),
+        ("*", "refs/heads/release/1.0"),
+    ]
+    again = gitops.push(git_repo.path, "origin", ["refs/tags/v1.0.0"])
+    assert [(p.flag, p.rejected) for p in again] == [("=", False)]
+
+    # Someone else moved the branch on the remote; the tag is made again elsewhere here.
+    other = tmp_path / "other"
+    git.run(tmp_path, "clone", "-q", "--branch", "release/1.0", str(remote), str(other))
+    (other / "f").write_text("theirs")
+    git.run(other, "add", "f")
+    git.run(other, "-c", "user.name=O", "-c", "user.email=o@x", "commit", "-qm", "theirs")
+    git.run(other, "push", "-q", "origin", "release/1.0")
+    git_repo.git("tag", "-d", "v1.0.0")
+    git_repo.commit("B")
+    git_repo.tag("v1.0.0")
+    git_repo.git("branch", "-f", "release/1.0", "HEAD")
+
+    with pytest.raises(GitError) as info:
+        gitops.push(git_repo.path, "origin", ["refs/tags/v1.0.0", "refs/heads/release/1.0"])
+    message = str(info.value)
+    assert message.startswith("origin refused ")
+    assert (
+        "refs/tags/v1.0.0 [rejected] (already exists): the remote has this tag on another "
+        "commit" in message
+    )
+    assert "refs/heads/release/1.0 [rejected]" in message and "fetch, reconcile" in message
+    assert git.tag_target(remote, "v1.0.0") == first
+
+
+def test_push_to_a_missing_remote_is_one_line(git_repo, tmp_path):
+    from gestan_release import gitops
+
+    git_repo.commit("A")
+    with pytest.raises(GitError, match=r"^git push to nowhere failed: .*nowhere"):
+        gitops.push(git_repo.path, "nowhere", ["HEAD"])

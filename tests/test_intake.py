@@ -31,7 +31,8 @@ from gestan_release.intake import (
 )
 from gestan_release.intake_store import IntakeStore
 from gestan_release.settings import load
-from gestan_release.tickets import Priority, Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Priority, Ticket
 
 TOKEN = "forumtok-intake-DO-NOT-LEAK"
 BUGS = 30  # category id of "signaler-un-bug" on the fake

@@ -19,7 +19,7 @@ import pytest
 
 from gestan_release import db
 from gestan_release.cli import main
-from gestan_release.tickets import lookup_tickets
+from gestan_release.ticket_lookup import lookup_tickets
 
 HEADER = "id,title,priority,reporter_name,reporter_email,forum_url,forum_tracked,ack_message_id\n"
 CLI = f"{shlex.quote(sys.executable)} -m gestan_release.cli"

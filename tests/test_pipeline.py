@@ -8,7 +8,8 @@ import pytest
 from gestan_release import pipeline
 from gestan_release.errors import GitError, ReleaseError
 from gestan_release.settings import load
-from gestan_release.tickets import Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Ticket
 
 
 @pytest.fixture(autouse=True)

@@ -122,7 +122,8 @@ def test_task_hooks_report_to_the_current_display() -> None:
 
 
 def test_ticket_import_reports_each_row(tmp_path) -> None:
-    from gestan_release.tickets import Ticket, TicketStore
+    from gestan_release.ticket_store import TicketStore
+    from gestan_release.tickets import Ticket
 
     store = TicketStore(f"sqlite:///{tmp_path / 'gestan.db'}")
     rows = [

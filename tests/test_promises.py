@@ -19,7 +19,8 @@ from gestan_release.ledger import Ledger
 from gestan_release.promises import load_facts, measure, parse_support_hours, support_minutes
 from gestan_release.report import write_report
 from gestan_release.settings import Settings
-from gestan_release.tickets import Priority, Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Priority, Ticket
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # a Monday, 13:00 in Paris

@@ -1,5 +1,6 @@
-"""The ticket store: import files (all or nothing, every error with its line), add-or-update,
-listing, the CLI, and the stdlib fast path used by `changelog`."""
+"""The tickets: the values (`tickets`), import files (`ticket_import`: all or nothing, every error
+with its line), the store (`ticket_store`: add-or-update, listing), the CLI, and the stdlib fast
+path used by `changelog` (`ticket_lookup`)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,10 @@ import pytest
 from gestan_release import db
 from gestan_release.cli import main
 from gestan_release.errors import TicketError
-from gestan_release.tickets import (
-    ImportSummary,
-    Priority,
-    Ticket,
-    TicketStore,
-    lookup_tickets,
-    parse_reporter,
-    read_import_file,
-)
+from gestan_release.ticket_import import parse_reporter, read_import_file
+from gestan_release.ticket_lookup import lookup_tickets
+from gestan_release.ticket_store import ImportSummary, TicketStore
+from gestan_release.tickets import Priority, Ticket
 
 HEADER = "id,title,priority,reporter_name,reporter_email,forum_url,forum_tracked,ack_message_id\n"
 
@@ -471,7 +467,8 @@ def test_lookup_falls_back_to_sqlalchemy_for_other_urls(tmp_path, sqlite_store, 
 
 def test_importing_tickets_stays_light():
     code = (
-        "import sys, gestan_release.tickets\n"
+        "import sys, gestan_release.tickets, gestan_release.ticket_lookup\n"
+        "import gestan_release.ticket_import, gestan_release.ticket_store\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in "
         "('sqlalchemy', 'alembic', 'email_validator', 'rich', 'prefect')]\n"
         "print(heavy)"

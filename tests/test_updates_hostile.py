@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gestan_release.updates.answers import MAX_BACKOFF
 from gestan_release.updates.manifest import ManifestError, retained
-from gestan_release.updates.server import MAX_BACKOFF, UpdateServer
+from gestan_release.updates.server import UpdateServer
 from gestan_release.updates.signing import Signer
 from gestan_release.updates.store import Store
 

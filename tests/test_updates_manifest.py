@@ -9,15 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gestan_release.updates.manifest import (
+from gestan_release.updates.choice import (
     Candidate,
-    ManifestError,
     candidates_for,
-    canonical,
     check_answer,
-    check_channel,
     choose_update,
     in_rollout,
+)
+from gestan_release.updates.manifest import (
+    ManifestError,
+    canonical,
+    check_channel,
     next_serial,
     normalize_entry,
     same_release,

@@ -14,12 +14,8 @@ import pytest
 
 from gestan_release.errors import GestanReleaseError
 from gestan_release.settings import load
-from gestan_release.updates.manifest import (
-    ManifestError,
-    candidates_for,
-    choose_update,
-    parse_time,
-)
+from gestan_release.updates.choice import candidates_for, choose_update
+from gestan_release.updates.manifest import ManifestError, parse_time
 from gestan_release.updates.publisher import (
     HttpPublisher,
     LocalPublisher,
@@ -242,7 +238,7 @@ def test_http_publisher_never_retries_4xx_and_never_shows_the_token(status, kind
 
 def test_http_publisher_gives_up_after_repeated_5xx():
     publisher, sleeps = _http_publisher(lambda request: httpx.Response(502))
-    with pytest.raises(PublishError, match="4 times") as info:
+    with pytest.raises(PublishError, match="gave up after 4 attempts") as info:
         publisher.yank("stable", "15.4.1", "bad")
     assert info.value.permanent is False and len(sleeps) == 3
 

@@ -16,7 +16,9 @@ from gestan_release.channels.base import Mail
 from gestan_release.channels.mailmsg import build_email
 from gestan_release.cli import main
 from gestan_release.errors import DeliveryError, TicketError
-from gestan_release.tickets import TicketStore, lookup_tickets, read_import_file
+from gestan_release.ticket_import import read_import_file
+from gestan_release.ticket_lookup import lookup_tickets
+from gestan_release.ticket_store import TicketStore
 from gestan_release.validation import (
     MAX_TICKET_ID,
     check_text,

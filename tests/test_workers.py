@@ -16,7 +16,8 @@ from gestan_release.errors import ConfigError
 from gestan_release.ledger import Ledger
 from gestan_release.repocache import clone_path, sync
 from gestan_release.settings import load
-from gestan_release.tickets import Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Ticket
 from gestan_release.workers import check_stateless, inventory
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from gestan_release.errors import DeliveryError
 
@@ -129,3 +129,16 @@ def unexpected_failure(message: Message, exc: Exception) -> DeliveryError:
         f"{excerpt(scrub(str(exc)), 200)})",
         permanent=True,
     )
+
+
+class Closing:
+    """A client to close after use, as a context manager."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,11 +13,12 @@
 - `201` -> `Receipt(external_id, url)`. `202` (pre-moderation, `{"message", "status": 202}`) ->
   `Receipt(state="pending_approval")`: the post exists and waits for a moderator; the pipeline
   records it as done-pending and never posts it again.
-- Flood control (a validation error on `body` asking to wait) and `429` are waited out (the number
-  of seconds in the message, else `Retry-After`, else `flood_pause`), a bounded number of times;
-  `5xx`, timeouts and connection errors are retried with exponential backoff; `401`/`403` are
-  permanent. Error messages never contain the token: what the forum says passes through
-  `gestan_release.scrub` (a server could quote our Authorization header).
+- By the one retry policy of `gestan_release.retry`: flood control (a validation error on `body`
+  asking to wait) and `429` are waited out (the number of seconds in the message, else
+  `Retry-After`, else `flood_pause`), a bounded number of times; `5xx`, timeouts and connection
+  errors are retried with exponential backoff; `401`/`403` are permanent. Error messages never
+  contain the token: what the forum says passes through `gestan_release.scrub` (a server could
+  quote our Authorization header).
 
 What "never twice" means on the forum:
 - `find_existing` lists the token user's own recent discussions of the category (or their
@@ -35,6 +36,11 @@ What "never twice" means on the forum:
   second copy may be submitted to the moderation queue (published twice only if a moderator
   approves both). A follow-up part cannot be posted while its discussion awaits approval.
 - Vanilla has no idempotency key; a post deleted by a moderator is not found and would be re-posted.
+
+About 500 lines on purpose (one outside service, one module): posting, finding by marker and
+completing the parts of a post are one state machine over the same client. Cutting a body into
+parts is `forum_parts`; HTTP, retries and waits are `channels.http` and `gestan_release.retry`;
+reading bug reports is `forum_reader`.
 """
 
 from __future__ import annotations
@@ -49,15 +55,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gestan_release import retry
 from gestan_release.channels.base import ForumComment, ForumTopic, Message, Receipt
+from gestan_release.channels.forum_parts import part_number, split_body
+from gestan_release.channels.http import HttpChannel
 from gestan_release.errors import DeliveryError
+from gestan_release.retry import Backoff, RateLimit, Verdict
 from gestan_release.scrub import remember, scrub
 
 log = logging.getLogger(__name__)
 
 FORMAT = "markdown"
-PART_TAG = "<!-- gestan-release-part:{k}/{n} -->"
-_PART_TAG_ROOM = len(PART_TAG.format(k=9999, n=9999))
 _FLOOD_WORDS = re.compile(
     r"wait|spam|flood|too (?:many|often|fast)|posted \d+ times|attend|patient", re.IGNORECASE
 )
@@ -70,79 +78,17 @@ _WAIT_SECONDS = re.compile(
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
-# -- splitting ---------------------------------------------------------------------------------
-
-
-def _pieces(text: str, limit: int) -> list[str]:
-    """Cut `text` into pieces of at most `limit` characters, at the coarsest boundary that works:
-    blank line (paragraph), then line, then space; a single word longer than the limit is cut."""
-    if len(text) <= limit:
-        return [text]
-    for sep in ("\n\n", "\n", " "):
-        if sep not in text:
-            continue
-        out: list[str] = []
-        current = ""
-        for unit in text.split(sep):
-            candidate = unit if not current else current + sep + unit
-            if len(candidate) <= limit:
-                current = candidate
-                continue
-            if current:
-                out.append(current)
-            if len(unit) <= limit:
-                current = unit
-            else:
-                *full, current = _pieces(unit, limit)
-                out.extend(full)
-        if current:
-            out.append(current)
-        return [p for p in out if p.strip()]
-    return [text[i : i + limit] for i in range(0, len(text), limit)]
-
-
-def split_body(
-    body: str,
-    marker: str,
-    first_limit: int,
-    rest_limit: int,
-    continuation: str = "*(suite {k}/{n})*",
-) -> list[str]:
-    """The parts to post: each at most its limit, each carrying `marker`, follow-ups (part 2..n)
-    starting with `continuation` and ending with their part tag. A body that fits is returned
-    as is (with the marker appended if it was missing)."""
-    if len(body) <= first_limit:
-        return [body if marker in body else f"{body.rstrip()}\n\n{marker}"]
-    text = body.replace(marker, "").strip()
-    head_room = len(continuation.format(k=9999, n=9999)) + 2
-    tail_room = 2 + len(marker) + 1 + _PART_TAG_ROOM
-    limit = min(first_limit, rest_limit) - head_room - tail_room
-    if limit < 100:
-        raise ValueError("forum size limits are too small to split a body")
-    chunks = _pieces(text, limit)
-    n = len(chunks)
-    parts = [f"{chunks[0]}\n\n{marker}"]
-    for k, chunk in enumerate(chunks[1:], 2):
-        head = continuation.format(k=k, n=n)
-        parts.append(f"{head}\n\n{chunk}\n\n{marker}\n{PART_TAG.format(k=k, n=n)}")
-    return parts
-
-
-def part_number(body: str) -> int | None:
-    match = re.search(r"<!-- gestan-release-part:(\d+)/(\d+) -->", body)
-    return int(match.group(1)) if match else None
-
-
 @dataclass
 class _Posted:
     status: int
     body: dict[str, Any]
 
 
-class ForumSender:
+class ForumSender(HttpChannel):
     """Posts `ForumTopic` and `ForumComment` messages to a Vanilla forum (API v2)."""
 
     name = "forum"
+    peer = "the forum"
 
     def __init__(
         self,
@@ -181,26 +127,20 @@ class ForumSender:
         self.discussion_limit = discussion_limit
         self.comment_limit = comment_limit
         self.continuation = continuation
-        self.max_attempts = max(1, max_attempts)
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.flood_pause = flood_pause
-        self.max_waits = max_waits
-        self.max_wait = max_wait
         self.search_limit = min(100, max(1, search_limit))
-        self._sleep = sleep
-        self._clock = clock
         self._categories: dict[str, int] = {}
         self._me: dict[str, Any] | None = None
-        self._client = httpx.Client(
-            base_url=base,
+        super().__init__(
+            base,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": "gestan-release",
-            },
+            backoff=Backoff(max_attempts, backoff, max_backoff),
+            rate=RateLimit(max_waits, max_wait),
+            sleep=sleep,
+            clock=clock,
+            logger=log,
         )
 
     @classmethod
@@ -239,15 +179,6 @@ class ForumSender:
             text += f"; category {self.category!r} is #{self.resolve_category(self.category)}"
         return text
 
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> ForumSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- categories ----------------------------------------------------------------------------
 
     def resolve_category(self, category: str | int, setting: str = "FORUM_CATEGORY") -> int:
@@ -267,7 +198,7 @@ class ForumSender:
                 params={"outputFormat": "flat", "limit": "100", "page": str(page)},
                 what="listing the forum categories",
             )
-            rows = self._json_list(response)
+            rows = retry.json_rows(response)
             for row in rows:
                 code = str(row.get("urlcode", "")).lower()
                 if code and "categoryID" in row:
@@ -371,7 +302,7 @@ class ForumSender:
             },
             what="listing recent discussions of the category",
         )
-        rows = self._json_list(response)
+        rows = retry.json_rows(response)
         # Same title first: the likeliest match, checked first when raw bodies must be fetched.
         rows.sort(key=lambda row: row.get("name") != topic.title)
         for row in rows:
@@ -471,7 +402,7 @@ class ForumSender:
             },
             what=f"listing comments of discussion #{discussion_id}",
         )
-        return self._json_list(response)
+        return retry.json_rows(response)
 
     # -- marker lookup -------------------------------------------------------------------------
 
@@ -490,7 +421,7 @@ class ForumSender:
             edit_path.format(id=row[id_field]),
             what=f"reading post #{row[id_field]}",
         )
-        raw = str(self._json(response).get("body") or "")
+        raw = str(retry.json_object(response).get("body") or "")
         return raw if marker in raw else None
 
     # -- reading (the intake's `ForumReader` reuses this client: same auth, retries, waits) ---
@@ -507,38 +438,18 @@ class ForumSender:
         `accept` (e.g. 404) is returned instead of raising."""
         return self._request("GET", path, params=params, what=what, accept=accept)
 
-    def whoami(self) -> dict[str, Any]:
-        """The token's user (`GET /users/me`), read once."""
-        return self._whoami()
-
     # -- HTTP ----------------------------------------------------------------------------------
 
     def _whoami(self, refresh: bool = False) -> dict[str, Any]:
         if self._me is None or refresh:
             response = self._request("GET", "/users/me", what="checking the forum account")
-            me = self._json(response)
+            me = retry.json_object(response)
             if "userID" not in me:
                 raise DeliveryError(
                     "the forum answered /users/me without a user id", permanent=False
                 )
             self._me = me
         return self._me
-
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
-
-    @staticmethod
-    def _json_list(response: httpx.Response) -> list[dict[str, Any]]:
-        try:
-            body = response.json()
-        except ValueError:
-            return []
-        return [row for row in body if isinstance(row, dict)] if isinstance(body, list) else []
 
     def _post(
         self,
@@ -551,75 +462,18 @@ class ForumSender:
         response = self._request("POST", path, json=payload, what=what, lookup=lookup)
         if isinstance(response, Receipt):
             return response
-        return _Posted(response.status_code, self._json(response))
+        return _Posted(response.status_code, retry.json_object(response))
 
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        json: Any = None,
-        params: dict[str, str] | None = None,
-        lookup: Callable[[], Receipt | None] | None = None,
-        accept: tuple[int, ...] = (),
-    ) -> Any:
-        attempt = 0
-        waits = 0
-        uncertain = False
-        while True:
-            try:
-                response = self._client.request(method, path, json=json, params=params)
-            except httpx.TimeoutException:
-                uncertain = uncertain or method == "POST"
-                problem = "timed out"
-                response = None
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__})"
-                response = None
-            if response is not None:
-                status = response.status_code
-                if 200 <= status < 300 or status in accept:
-                    return response
-                body = self._json(response)
-                wait = self._wait_for(response, body)
-                if wait is not None:
-                    waits += 1
-                    reason = "rate limited" if status == 429 else "flood control"
-                    if waits > self.max_waits or wait > self.max_wait:
-                        raise DeliveryError(
-                            f"the forum keeps asking to wait ({reason}, {wait:.0f} s) while "
-                            f"{what}; resume later",
-                            permanent=False,
-                        )
-                    log.warning("forum: %s while %s; waiting %.0f s", reason, what, wait)
-                    self._sleep(wait)
-                    continue
-                if status >= 500:
-                    problem = f"server error HTTP {status}"
-                else:
-                    raise self._refusal(status, body, what)
-            attempt += 1
-            if attempt >= self.max_attempts:
-                raise DeliveryError(
-                    f"the forum {problem} while {what}, {attempt} attempt(s); try again later",
-                    permanent=False,
-                )
-            delay = self._backoff(attempt)
-            log.warning("forum: %s while %s; retrying in %.1f s", problem, what, delay)
-            self._sleep(delay)
-            if uncertain and lookup is not None:
-                try:
-                    found = lookup()
-                except DeliveryError as exc:
-                    log.warning("forum: could not check for an earlier post: %s", exc)
-                    found = None
-                if found is not None:
-                    log.info("forum: the earlier attempt did go out; not posting again")
-                    return found
+    def _judge(self, response: httpx.Response, agains: int, what: str) -> Verdict:
+        body = retry.json_object(response)
+        wait = self._wait_for(response, body)
+        if wait is not None:
+            return retry.wait(
+                wait, "rate limited" if response.status_code == 429 else "flood control"
+            )
+        if response.status_code >= 500:
+            return retry.failed(f"server error HTTP {response.status_code}")
+        raise self._refusal(response.status_code, body, what)
 
     def _wait_for(self, response: httpx.Response, body: dict[str, Any]) -> float | None:
         """Seconds to wait for a 429 or a flood-control refusal; None for anything else."""
@@ -646,19 +500,7 @@ class ForumSender:
         return retry_after if retry_after is not None else self.flood_pause
 
     def _retry_after(self, response: httpx.Response) -> float | None:
-        value = response.headers.get("Retry-After")
-        if not value:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - self._clock())
-        except (TypeError, ValueError):
-            return None
+        return retry.retry_after(response.headers, self._clock)
 
     def _refusal(self, status: int, body: dict[str, Any], what: str) -> DeliveryError:
         # What the forum says is scrubbed: it may quote our Authorization header.

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from gestan_release.channels.base import Closing
 from gestan_release.channels.forum import ForumSender
 from gestan_release.errors import ConfigError, DeliveryError
 
@@ -43,7 +44,7 @@ class Tag:
     name: str
 
 
-class ForumReader:
+class ForumReader(Closing):
     """Reads discussions, tags and users through the forum channel's HTTP client."""
 
     def __init__(
@@ -78,12 +79,6 @@ class ForumReader:
 
     def close(self) -> None:
         self.api.close()
-
-    def __enter__(self) -> ForumReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- JSON --------------------------------------------------------------------------------
     def _json(self, response: httpx.Response, what: str) -> Any:

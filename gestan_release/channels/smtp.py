@@ -26,6 +26,11 @@ What protects the recipient is the Message-ID, deterministic per (release, recip
 the ledger: a mail sent again after a crash carries the same Message-ID, and mail clients that
 de-duplicate on it (and every client's threading) treat it as the same message. Within one run
 each mail is handed to the server at most once unless the server answered that it did not take it.
+
+One module of about 650 lines on purpose (one outside service, one module): the connection pool,
+the batch workers and one attempt share the sender's state (the idle sessions, the batch's fatal
+error, the retry policy), and what a reply means depends on where in the session it came.
+Building the message is `mailmsg`, the retry policy `gestan_release.retry`.
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from gestan_release.channels.base import Mail, Message, Receipt
+from gestan_release.channels.base import Closing, Mail, Message, Receipt
 from gestan_release.channels.mailmsg import as_bytes, build_email, build_failure
 from gestan_release.errors import ConfigError, DeliveryError
+from gestan_release.retry import Backoff, gave_up
 from gestan_release.scrub import remember_smtp_login, scrub
 from gestan_release.validation import check_text
 
@@ -170,7 +176,7 @@ class _Connection:
         self.drop()
 
 
-class SmtpSender:
+class SmtpSender(Closing):
     """The mail channel over SMTP; see the module docstring for the guarantees."""
 
     name = "mail"
@@ -193,6 +199,7 @@ class SmtpSender:
         backoff: float = 2.0,
         max_backoff: float = 60.0,
         local_hostname: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not host:
             raise ConfigError("SMTP_HOST is not set: the SMTP server to send the mails through")
@@ -228,9 +235,9 @@ class SmtpSender:
         self.concurrency = concurrency
         self._ssl_context = ssl_context
         self.sleep = sleep
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.clock = clock
+        # `retries` after the first attempt: the one retry policy (`gestan_release.retry`).
+        self.backoff = Backoff(retries + 1, backoff, max_backoff)
         self.local_hostname = local_hostname
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
@@ -271,10 +278,10 @@ class SmtpSender:
                     try:
                         return self._attempt(conn, mail, prepared, batch)
                     except _Retry as retry:
-                        if attempt > self.retries:
-                            raise self._gave_up(retry.error, attempt) from None
+                        if self.backoff.exhausted(attempt):
+                            raise gave_up(retry.error, attempt) from None
                         if not (retry.reconnect and attempt == 1):
-                            self.sleep(self._delay(attempt))
+                            self.sleep(self.backoff.delay(attempt))
             finally:
                 self._checkin(conn)
 
@@ -370,12 +377,6 @@ class SmtpSender:
             except (smtplib.SMTPException, OSError):
                 smtp.close()
 
-    def __enter__(self) -> SmtpSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- batch workers -------------------------------------------------------------------------
 
     def _worker(
@@ -400,11 +401,11 @@ class SmtpSender:
                 except DeliveryError as error:
                     events.put(("result", mail, error))
                 except _Retry as retry:
-                    wait = 0.0 if retry.reconnect else self._delay(1)
-                    heapq.heappush(later, (time.monotonic() + wait, next(seq), mail, prepared, 1))
+                    wait = 0.0 if retry.reconnect else self.backoff.delay(1)
+                    heapq.heappush(later, (self.clock() + wait, next(seq), mail, prepared, 1))
             while later and not batch.stop.is_set():
                 not_before, _, mail, prepared, attempts = heapq.heappop(later)
-                wait = not_before - time.monotonic()
+                wait = not_before - self.clock()
                 if wait > 0:
                     self.sleep(wait)
                 attempts += 1
@@ -413,11 +414,11 @@ class SmtpSender:
                 except DeliveryError as error:
                     result = error
                 except _Retry as retry:
-                    if attempts > self.retries:
-                        result = self._gave_up(retry.error, attempts)
+                    if self.backoff.exhausted(attempts):
+                        result = gave_up(retry.error, attempts)
                     else:
-                        wait = 0.0 if retry.reconnect else self._delay(attempts)
-                        item = (time.monotonic() + wait, next(seq), mail, prepared, attempts)
+                        wait = 0.0 if retry.reconnect else self.backoff.delay(attempts)
+                        item = (self.clock() + wait, next(seq), mail, prepared, attempts)
                         heapq.heappush(later, item)
                         continue
                 events.put(("result", mail, result))
@@ -541,10 +542,10 @@ class SmtpSender:
                 if error.permanent:
                     batch.fatal = error
                     raise
-                if attempt > self.retries or batch.stop.is_set():
-                    batch.fatal = self._gave_up(error, attempt)
+                if self.backoff.exhausted(attempt) or batch.stop.is_set():
+                    batch.fatal = gave_up(error, attempt)
                     raise batch.fatal from None
-            self.sleep(self._delay(attempt))
+            self.sleep(self.backoff.delay(attempt))
 
     def _context(self) -> ssl.SSLContext:
         return self._ssl_context or ssl.create_default_context()
@@ -644,12 +645,6 @@ class SmtpSender:
         return scrub(text, [self._password] if self._password else [])
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _delay(self, attempt: int) -> float:
-        return min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
-
-    def _gave_up(self, error: DeliveryError, attempts: int) -> DeliveryError:
-        return DeliveryError(f"{error} (gave up after {attempts} attempts)", permanent=False)
 
     @staticmethod
     def _as_mail(message: Message) -> Mail:

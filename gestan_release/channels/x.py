@@ -12,12 +12,13 @@ Authentication (a *user* context is required to post; an app-only bearer token c
   the old one stops working once used, so the operator must persist the new one** (e.g. update the
   Prefect Secret block from `on_token_refresh`), or the next run will fail with a 401.
 
-Behaviour: 2xx -> `Receipt(external_id=<post id>, url=https://x.com/i/web/status/<id>)`; 429 ->
-wait until `x-rate-limit-reset` (capped by `max_rate_limit_wait`, beyond it a transient
-`DeliveryError`); 5xx, timeouts and connection errors -> bounded retries with exponential backoff;
-403 duplicate content, other 403 (suspended account, missing permission) and 401 (after a failed
-refresh) -> permanent `DeliveryError`. Error messages never contain a secret: what X says about a
-problem passes through `gestan_release.scrub` (X could quote our Authorization header).
+Behaviour, by the one retry policy of `gestan_release.retry`: 2xx -> `Receipt(external_id=<post
+id>, url=https://x.com/i/web/status/<id>)`; 429 -> wait until `x-rate-limit-reset` (capped by
+`max_rate_limit_wait`, beyond it a transient `DeliveryError`); 5xx, timeouts and connection errors
+-> bounded retries with exponential backoff; 403 duplicate content (`DuplicatePost`), other 403
+(suspended account, missing permission) and 401 (after a failed refresh) -> permanent. Error
+messages never contain a secret: what X says about a problem passes through `gestan_release.scrub`
+(X could quote our Authorization header).
 
 What "never twice" means on X:
 - `find_existing` reads the account's most recent posts (`GET /2/users/{id}/tweets`, one page of up
@@ -26,9 +27,9 @@ What "never twice" means on X:
   contain the marker verbatim, in its text or in a link. A post older than
   that page, or deleted, or not yet indexed (X's timeline can lag a few seconds), is not found.
 - X itself refuses identical text (403 duplicate content), which catches most double posts even
-  when the lookup misses; that refusal is reported as permanent, and when it follows an attempt
-  whose outcome was unknown (timeout), `send` confirms the earlier post with `find_existing` and
-  returns it instead of failing.
+  when the lookup misses; that refusal is a permanent `DuplicatePost`, and when it follows an
+  attempt whose outcome was unknown (timeout), the retry loop confirms the earlier post with
+  `find_existing` and returns it instead of failing.
 - After a timeout on the `POST` (the post may have been created) the sender looks for the marker
   before trying again.
 - There is no idempotency key in the X API: a post whose text differs from the first attempt (e.g. a
@@ -46,8 +47,11 @@ from typing import Any
 
 import httpx
 
+from gestan_release import retry
 from gestan_release.channels.base import Message, Post, Receipt
-from gestan_release.errors import DeliveryError
+from gestan_release.channels.http import HttpChannel
+from gestan_release.errors import DeliveryError, DuplicatePost
+from gestan_release.retry import AGAIN, Backoff, RateLimit, Verdict
 from gestan_release.scrub import remember, scrub
 
 log = logging.getLogger(__name__)
@@ -90,10 +94,11 @@ def marker_pattern(marker: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w.])" + re.escape(marker) + r"(?!\.?\w)")
 
 
-class XSender:
+class XSender(HttpChannel):
     """Posts `Post` messages to X. See the module docstring for authentication and guarantees."""
 
     name = "x"
+    peer = "X"
 
     def __init__(
         self,
@@ -148,22 +153,19 @@ class XSender:
         self._auth = auth
         self._refresh_token = refresh_token if self.auth_kind == "oauth2" else None
         self._client_id = client_id
-        self.max_attempts = max(1, max_attempts)
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_rate_limit_wait = max_rate_limit_wait
-        self.max_rate_limit_retries = max_rate_limit_retries
         self.timeline_size = min(100, max(5, timeline_size))
         self.on_token_refresh = on_token_refresh
-        self._sleep = sleep
-        self._clock = clock
         self._me: dict[str, Any] | None = None
-        self._client = httpx.Client(
-            base_url=self.api_base,
+        super().__init__(
+            self.api_base,
             auth=auth,
             timeout=timeout,
             transport=transport,
-            headers={"User-Agent": "gestan-release"},
+            backoff=Backoff(max_attempts, backoff, max_backoff),
+            rate=RateLimit(max_rate_limit_retries, max_rate_limit_wait),
+            sleep=sleep,
+            clock=clock,
+            logger=log,
         )
 
     @classmethod
@@ -187,33 +189,18 @@ class XSender:
 
     def send(self, message: Message) -> Receipt:
         post = self._as_post(message)
-        uncertain = False  # an earlier attempt may have created the post (timeout)
-
-        def before_retry() -> Receipt | None:
-            return self._lookup_quietly(post) if uncertain else None
-
-        def on_timeout() -> None:
-            nonlocal uncertain
-            uncertain = True
-
-        try:
-            response = self._request(
-                "POST",
-                "/2/tweets",
-                json={"text": post.text},
-                what="posting the announcement",
-                before_retry=before_retry,
-                on_ambiguous=on_timeout,
-            )
-        except DeliveryError as exc:
-            if uncertain and getattr(exc, "duplicate", False):
-                found = self._lookup_quietly(post)
-                if found is not None:
-                    return found
-            raise
+        # After a lost answer the retry loop looks for the post before trying again, and takes
+        # X's "duplicate content" as the proof that the lost attempt went out.
+        response = self._request(
+            "POST",
+            "/2/tweets",
+            json={"text": post.text},
+            what="posting the announcement",
+            lookup=lambda: self.find_existing(post),
+        )
         if isinstance(response, Receipt):
             return response
-        data = self._json(response).get("data") or {}
+        data = retry.json_object(response).get("data") or {}
         post_id = str(data.get("id") or "")
         if not post_id:
             raise DeliveryError(
@@ -233,7 +220,7 @@ class XSender:
         )
         assert isinstance(response, httpx.Response)
         pattern = marker_pattern(post.marker)
-        for tweet in self._json(response).get("data") or []:
+        for tweet in retry.json_object(response).get("data") or []:
             # X shortens links in `text` (t.co): look at the expanded URLs too.
             urls = (tweet.get("entities") or {}).get("urls") or []
             haystack = [str(tweet.get("text", ""))]
@@ -252,15 +239,6 @@ class XSender:
         me = self._whoami(refresh=True)
         return f"X: authenticated as @{me.get('username', '?')} ({self.auth_kind})"
 
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> XSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- internals -----------------------------------------------------------------------------
 
     @staticmethod
@@ -271,128 +249,57 @@ class XSender:
             )
         return message
 
-    def _lookup_quietly(self, post: Post) -> Receipt | None:
-        try:
-            return self.find_existing(post)
-        except DeliveryError as exc:
-            log.warning("X: could not check for an earlier post before retrying: %s", exc)
-            return None
-
     def _whoami(self, refresh: bool = False) -> dict[str, Any]:
         if self._me is None or refresh:
             response = self._request("GET", "/2/users/me", what="checking the X account")
             assert isinstance(response, httpx.Response)
-            data = self._json(response).get("data") or {}
+            data = retry.json_object(response).get("data") or {}
             if not data.get("id"):
                 raise DeliveryError("X answered /2/users/me without a user id", permanent=False)
             self._me = data
         return self._me
 
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        json: Any = None,
-        params: dict[str, str] | None = None,
-        before_retry: Callable[[], Receipt | None] | None = None,
-        on_ambiguous: Callable[[], None] | None = None,
-    ) -> httpx.Response | Receipt:
-        attempt = 0  # failed attempts that count against max_attempts (5xx, network)
-        rate_waits = 0
-        refreshed = False
-        while True:
-            try:
-                response = self._client.request(method, path, json=json, params=params)
-            except httpx.TimeoutException:
-                if method == "POST" and on_ambiguous is not None:
-                    on_ambiguous()
-                problem = "timed out"
-                response = None
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__})"
-                response = None
-            if response is not None:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return response
-                if status == 429:
-                    rate_waits += 1
-                    wait = self._rate_limit_wait(response)
-                    if rate_waits > self.max_rate_limit_retries or wait > self.max_rate_limit_wait:
-                        raise DeliveryError(
-                            f"X rate limit reached while {what}; the window resets in "
-                            f"{wait:.0f} s (more than the {self.max_rate_limit_wait:.0f} s this "
-                            "run may wait): resume later",
-                            permanent=False,
-                        )
-                    log.warning("X: rate limited while %s; waiting %.0f s", what, wait)
-                    self._sleep(wait)
-                    continue
-                if status == 401:
-                    if not refreshed and self._can_refresh():
-                        refreshed = True
-                        if self._refresh():
-                            continue
-                    raise DeliveryError(
-                        f"X refused the credentials (HTTP 401) while {what}: "
-                        + (
-                            "the access token could not be refreshed; "
-                            if refreshed
-                            else "the token is invalid or expired; "
-                        )
-                        + "check the X_* credentials (a user context is required to post)",
-                        permanent=True,
-                    )
-                if status == 403:
-                    raise self._forbidden(response, what)
-                if status >= 500:
-                    problem = f"server error HTTP {status}"
-                else:
-                    detail = self._problem_detail(response)
-                    raise DeliveryError(
-                        f"X refused the request (HTTP {status}) while {what}"
-                        + (f": {detail}" if detail else ""),
-                        permanent=True,
-                    )
-            attempt += 1
-            if attempt >= self.max_attempts:
-                raise DeliveryError(
-                    f"X {problem} while {what}, {attempt} attempt(s); try again later",
-                    permanent=False,
+    def _judge(self, response: httpx.Response, agains: int, what: str) -> Verdict:
+        status = response.status_code
+        if status == 429:
+            return retry.wait(self._rate_limit_wait(response), "rate limited")
+        if status == 401:
+            tried = agains > 0
+            if not tried and self._can_refresh():
+                tried = True
+                if self._refresh():
+                    return AGAIN
+            raise DeliveryError(
+                f"X refused the credentials (HTTP 401) while {what}: "
+                + (
+                    "the access token could not be refreshed; "
+                    if tried
+                    else "the token is invalid or expired; "
                 )
-            delay = self._backoff(attempt)
-            log.warning("X: %s while %s; retrying in %.1f s", problem, what, delay)
-            self._sleep(delay)
-            if before_retry is not None:
-                found = before_retry()
-                if found is not None:
-                    log.info("X: the earlier attempt did go out; not posting again")
-                    return found
+                + "check the X_* credentials (a user context is required to post)",
+                permanent=True,
+            )
+        if status == 403:
+            raise self._forbidden(response, what)
+        if status >= 500:
+            return retry.failed(f"server error HTTP {status}")
+        detail = self._problem_detail(response)
+        raise DeliveryError(
+            f"X refused the request (HTTP {status}) while {what}"
+            + (f": {detail}" if detail else ""),
+            permanent=True,
+        )
 
     def _rate_limit_wait(self, response: httpx.Response) -> float:
+        """Until the window resets (plus a second of margin), else a minute."""
         reset = response.headers.get("x-rate-limit-reset")
         if reset is None:
             for name in ("x-user-limit-24hour-reset", "x-app-limit-24hour-reset"):
                 if response.headers.get(name.replace("reset", "remaining")) == "0":
                     reset = response.headers.get(name)
                     break
-        try:
-            return max(0.0, float(reset) - self._clock()) + 1.0 if reset else 60.0
-        except ValueError:
-            return 60.0
+        seconds = retry.until_epoch(reset, self._clock)
+        return 60.0 if seconds is None else seconds + 1.0
 
     @staticmethod
     def _problem_detail(response: httpx.Response) -> str:
@@ -417,14 +324,11 @@ class XSender:
     def _forbidden(self, response: httpx.Response, what: str) -> DeliveryError:
         detail = self._problem_detail(response)
         if DUPLICATE_HINT in detail.lower():
-            exc = DeliveryError(
+            return DuplicatePost(
                 "X refused the post as duplicate content: the account already has a post with "
                 "exactly this text (most likely this release was announced already; "
-                "`find_existing` can confirm it)",
-                permanent=True,
+                "`find_existing` can confirm it)"
             )
-            exc.duplicate = True  # type: ignore[attr-defined]
-            return exc
         return DeliveryError(
             f"X forbade the request (HTTP 403) while {what}"
             + (f": {detail}" if detail else "")
@@ -451,7 +355,7 @@ class XSender:
         except httpx.HTTPError as exc:
             log.warning("X: token refresh failed (%s)", type(exc).__name__)
             return False
-        body = self._json(response)
+        body = retry.json_object(response)
         token = body.get("access_token")
         if response.status_code != 200 or not token:
             log.warning("X: token refresh refused (HTTP %s)", response.status_code)

@@ -6,9 +6,36 @@ Handlers import heavy dependencies lazily so that `--help` and read-only command
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from gestan_release.settings import Settings, load
+
+
+def command(sub: Any, name: str, handler: Callable[..., Any], **kwargs: Any) -> Any:
+    """Add the subcommand `name` run by `handler`, whose docstring is its help: the first
+    paragraph the one line of the commands list, the rest the description of `--help`."""
+    summary, _, details = inspect.cleandoc(handler.__doc__ or "").partition("\n\n")
+    parser = sub.add_parser(
+        name,
+        help=" ".join(summary.split()),
+        description=" ".join(details.split()) or None,
+        **kwargs,
+    )
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def add_format(parser: argparse.ArgumentParser, *choices: str) -> None:
+    """`--format`, the first choice by default."""
+    parser.add_argument(
+        "--format",
+        choices=choices,
+        default=choices[0],
+        help=f"output format (default: {choices[0]})",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from gestan_release.commands import settings_from
+from gestan_release.commands import command, settings_from
 from gestan_release.errors import GestanReleaseError
 
 
@@ -17,17 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Channels: X, the forum, mail (SMTP) and the update endpoint.",
     )
     actions = p.add_subparsers(dest="channels_command", metavar="ACTION", required=True)
-    c = actions.add_parser(
-        "check",
-        help="verify each enabled channel without posting anything",
-        description=(
-            "For each enabled channel, verify credentials and reachability without posting: "
-            "X `GET /2/users/me`, the forum `GET /api/v2/users/me` (and its category), SMTP "
-            "EHLO/STARTTLS/AUTH/QUIT, the update server's manifest. Channels that are not "
-            "enabled write to the outbox and need nothing. Exit 1 if any check fails."
-        ),
-    )
-    c.set_defaults(func=cmd_check)
+    command(actions, "check", cmd_check)
 
 
 def _checks(settings: Any) -> list[tuple[str, Any]]:
@@ -48,6 +38,12 @@ def _checks(settings: Any) -> list[tuple[str, Any]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """verify each enabled channel without posting anything
+
+    For each enabled channel, verify credentials and reachability without posting: X `GET
+    /2/users/me`, the forum `GET /api/v2/users/me` (and its category), SMTP
+    EHLO/STARTTLS/AUTH/QUIT, the update server's manifest. Channels that are not enabled write to
+    the outbox and need nothing. Exit 1 if any check fails."""
     from gestan_release.channels import CHANNELS, check_settings
 
     settings = settings_from(args)

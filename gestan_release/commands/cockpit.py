@@ -5,36 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 
-from gestan_release.commands import note
+from gestan_release.commands import command, note
 from gestan_release.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "approve",
-        help="approve a release waiting at the approval gate",
-        description=(
-            "With APPROVAL=required a release pauses after its approval request (the artifact "
-            "`approval-X-Y-Z` of its flow run) until someone answers. This approves it: the "
-            "flow run goes on and ships. Needs PREFECT_API_URL (the server of the run)."
-        ),
-    )
+    p = command(sub, "approve", cmd_approve)
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--by", help="who approves (default: user@host), recorded in the ledger")
-    p.set_defaults(func=cmd_approve)
 
-    p = sub.add_parser(
-        "reject",
-        help="reject a release waiting at the approval gate",
-        description=(
-            "Reject a release waiting at the approval gate: its flow run ends Failed with "
-            "REASON and nothing is shipped; the next run plans the release afresh."
-        ),
-    )
+    p = command(sub, "reject", cmd_reject)
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--reason", required=True, help="why (shown in the run and its log)")
     p.add_argument("--by", help="who rejects (default: user@host)")
-    p.set_defaults(func=cmd_reject)
 
 
 def _needs_server() -> None:
@@ -46,6 +29,11 @@ def _needs_server() -> None:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    """approve a release waiting at the approval gate
+
+    With APPROVAL=required a release pauses after its approval request (the artifact `approval-X-
+    Y-Z` of its flow run) until someone answers. This approves it: the flow run goes on and ships.
+    Needs PREFECT_API_URL (the server of the run)."""
     from gestan_release.cockpit import answer
 
     _needs_server()
@@ -55,6 +43,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
+    """reject a release waiting at the approval gate
+
+    Reject a release waiting at the approval gate: its flow run ends Failed with REASON and nothing
+    is shipped; the next run plans the release afresh."""
     from gestan_release.cockpit import answer
 
     _needs_server()

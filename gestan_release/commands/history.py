@@ -12,7 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from gestan_release.commands import note, settings_from, warn
+from gestan_release.commands import add_format, command, note, settings_from, warn
 
 if TYPE_CHECKING:
     from gestan_release.history import RangeFixes
@@ -21,17 +21,10 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = command(
+        sub,
         "changelog",
-        help="tickets fixed between two refs",
-        description=(
-            "List the tickets fixed between two refs, ordered by priority then id. By default the "
-            "range starts at the previous release tag reachable from --to (the whole history for "
-            "a first release). Tickets referenced by commits but missing from the ticket store "
-            "are listed as unknown: their reporters get no mail. --release gives the notes of an "
-            "existing release; --explain tells why one ticket is or is not fixed in the range "
-            "(each commit that names it and the rule that applied)."
-        ),
+        cmd_changelog,
         epilog=(
             "How commits name tickets (#1234, trailers, reverts, cherry-picks, release commits, "
             "merges) is described in the README's table of rules."
@@ -57,24 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_ticket_id,
         help="why ticket ID is or is not fixed in the range, commit by commit",
     )
-    p.add_argument(
-        "--format",
-        choices=("markdown", "text", "json"),
-        default="markdown",
-        help="output format (default: markdown)",
-    )
-    p.set_defaults(func=cmd_changelog)
+    add_format(p, "markdown", "text", "json")
 
-    p = sub.add_parser(
-        "next-version",
-        help="the version the next release of a kind would get",
-        description=(
-            "Print the version the next release would get: a full version (minor or major bump, "
-            "from main), a U sub-version (patch bump on a release/X.Y branch, default the newest) "
-            "or a nightly (pre-release of the next full version). Text output is the bare version, "
-            "for scripts; --format json gives version, label, tag, previous and kind."
-        ),
-    )
+    p = command(sub, "next-version", cmd_next_version)
     p.add_argument(
         "--kind", choices=("minor", "major", "u", "nightly"), default="minor", help="default: minor"
     )
@@ -83,8 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="REF",
         help="branch or commit to release (default: main, or the newest release/X.Y for u)",
     )
-    p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(func=cmd_next_version)
+    add_format(p, "text", "json")
 
 
 def _ticket_id(text: str) -> int:
@@ -100,6 +77,14 @@ def _ids(ids: list[int], shown: int = 20) -> str:
 
 
 def cmd_changelog(args: argparse.Namespace) -> int:
+    """tickets fixed between two refs
+
+    List the tickets fixed between two refs, ordered by priority then id. By default the range
+    starts at the previous release tag reachable from --to (the whole history for a first release).
+    Tickets referenced by commits but missing from the ticket store are listed as unknown: their
+    reporters get no mail. --release gives the notes of an existing release; --explain tells why
+    one ticket is or is not fixed in the range (each commit that names it and the rule that
+    applied)."""
     from gestan_release.changelog import render
     from gestan_release.errors import GitError, ReleaseError
     from gestan_release.git import toplevel
@@ -166,7 +151,7 @@ def _explain(
 ) -> int:
     """`changelog --explain ID`: the story of one ticket in the range."""
     from gestan_release.changelog import render_story
-    from gestan_release.tickets import lookup_tickets
+    from gestan_release.ticket_lookup import lookup_tickets
 
     story = fixes.explain(args.explain).to_json()
     known = lookup_tickets(settings.database_url, [args.explain])
@@ -183,6 +168,12 @@ def _explain(
 
 
 def cmd_next_version(args: argparse.Namespace) -> int:
+    """the version the next release of a kind would get
+
+    Print the version the next release would get: a full version (minor or major bump, from main),
+    a U sub-version (patch bump on a release/X.Y branch, default the newest) or a nightly (pre-
+    release of the next full version). Text output is the bare version, for scripts; --format json
+    gives version, label, tag, previous and kind."""
     from gestan_release.planning import next_version
 
     settings = settings_from(args)

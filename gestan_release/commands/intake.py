@@ -10,57 +10,25 @@ import argparse
 import sys
 from typing import Any
 
-from gestan_release.commands import note, settings_from, warn
+from gestan_release.commands import command, note, settings_from, warn
 
 
 def register_tickets(sub: Any) -> None:
     """The `tickets sync` and `tickets ack` actions (called by commands/tickets.py)."""
-    p = sub.add_parser(
-        "sync",
-        help="take the triaged bug reports in from the forum, then acknowledge them",
-        description=(
-            "Read the discussions of the bug-report categories (FORUM_BUG_CATEGORIES) of the "
-            "Vanilla forum (FORUM_BASE_URL, FORUM_TOKEN of an administrator, to read the "
-            "reporters' e-mail addresses). A discussion tagged with a priority (FORUM_PRIORITY_"
-            "TAGS) becomes a ticket, or updates its priority; one without is listed 'à trier'. "
-            "Incremental and safe to interrupt: the next run goes on where this one stopped. "
-            "Then sends the acknowledgement mail of every new ticket (once), unless --no-ack."
-        ),
-    )
+    p = command(sub, "sync", cmd_sync)
     p.add_argument(
         "--full",
         action="store_true",
         help="re-read every discussion (finds re-tags and deletions the incremental read misses)",
     )
     p.add_argument("--no-ack", action="store_true", help="take reports in, send no mail")
-    p.set_defaults(func=cmd_sync)
 
-    p = sub.add_parser(
-        "ack",
-        help="send the acknowledgement mail (once per ticket)",
-        description=(
-            "Send the 'prise en compte' mail (priority, what it means, planned delay) to the "
-            "reporter of each forum-tracked open ticket not yet acknowledged, or of the tickets "
-            "ID…, once, through SMTP or the Maildir outbox; mail one short update for a priority "
-            "raised since. Its Message-ID is stored so the 'fixed' mail threads under it."
-        ),
-    )
+    p = command(sub, "ack", cmd_ack)
     p.add_argument("ids", nargs="*", type=int, metavar="ID", help="only these tickets")
-    p.set_defaults(func=cmd_ack)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "report",
-        help="Gestan's promises measured, as one self-contained HTML page with charts",
-        description=(
-            "Per priority: open tickets and their age, time from acknowledgement to the first "
-            "release with the fix (median, p90); flash shipped in a U and 'always in the next "
-            "full version' kept or overridden; haute versions waited against '3 ou 4 en "
-            "moyenne'; normale/basse backlog; the trend over recent releases. One HTML file, "
-            "charts included (no network needed to open it)."
-        ),
-    )
+    p = command(sub, "report", cmd_report)
     p.add_argument(
         "--out",
         metavar="FILE",
@@ -71,7 +39,6 @@ def register(sub: Any) -> None:
         metavar="DATE",
         help="only tickets acknowledged/reported and releases since DATE (YYYY-MM-DD)",
     )
-    p.set_defaults(func=cmd_report)
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -111,6 +78,14 @@ def run_ack(settings: Any, store: Any, ledger: Any, ids: list[int] | None) -> An
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    """take the triaged bug reports in from the forum, then acknowledge them
+
+    Read the discussions of the bug-report categories (FORUM_BUG_CATEGORIES) of the Vanilla forum
+    (FORUM_BASE_URL, FORUM_TOKEN of an administrator, to read the reporters' e-mail addresses). A
+    discussion tagged with a priority (FORUM_PRIORITY_TAGS) becomes a ticket, or updates its
+    priority; one without is listed 'à trier'. Incremental and safe to interrupt: the next run goes
+    on where this one stopped. Then sends the acknowledgement mail of every new ticket (once),
+    unless --no-ack."""
     from gestan_release.channels.forum_reader import ForumReader
     from gestan_release.console import View
     from gestan_release.intake import sync
@@ -134,11 +109,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
+    """send the acknowledgement mail (once per ticket)
+
+    Send the 'prise en compte' mail (priority, what it means, planned delay) to the reporter of
+    each forum-tracked open ticket not yet acknowledged, or of the tickets ID…, once, through SMTP
+    or the Maildir outbox; mail one short update for a priority raised since. Its Message-ID is
+    stored so the 'fixed' mail threads under it."""
     settings, store, ledger = _open(args)
     return _print_ack(run_ack(settings, store, ledger, args.ids or None))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Gestan's promises measured, as one self-contained HTML page with charts
+
+    Per priority: open tickets and their age, time from acknowledgement to the first release with
+    the fix (median, p90); flash shipped in a U and 'always in the next full version' kept or
+    overridden; haute versions waited against '3 ou 4 en moyenne'; normale/basse backlog; the trend
+    over recent releases. One HTML file, charts included (no network needed to open it)."""
     import datetime as dt
     from pathlib import Path
 

@@ -11,7 +11,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from gestan_release.commands import add_output_options, note, settings_from
+from gestan_release.commands import add_format, add_output_options, command, note, settings_from
 from gestan_release.errors import GestanReleaseError
 
 if TYPE_CHECKING:
@@ -19,17 +19,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "release",
-        help="cut a full version from main and run the whole pipeline",
-        description=(
-            "Cut a full version (minor bump by default) from main: gather the fixed tickets, "
-            "check that every flash fix shipped in a U version of the previous line is in it, "
-            "tag it, create its release/X.Y branch, build, publish to the update endpoint, "
-            "announce it on X and the forum, mail every reporter. Safe to run again: what was "
-            "done is skipped, what failed is retried."
-        ),
-    )
+    p = command(sub, "release", cmd_release)
     p.add_argument("--bump", choices=("minor", "major"), default="minor")
     p.add_argument("--ref", metavar="REF", help="branch to release (default: MAIN_BRANCH)")
     p.add_argument("--dry-run", action="store_true", help="show everything, change nothing")
@@ -42,18 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reason", help="why --allow-missing is right; recorded in the ledger")
     add_output_options(p)
-    p.set_defaults(func=cmd_release)
 
-    p = sub.add_parser(
-        "hotfix",
-        help="cut the next U sub-version from a maintenance branch",
-        description=(
-            "Cut the next U sub-version (15.4 U1 = 15.4.1) from a maintenance branch release/X.Y "
-            "and run the whole pipeline. Without --branch: the checked-out branch when it is a "
-            "maintenance branch, else the newest one (the first step line says which and why). "
-            "Refused when it fixes no ticket."
-        ),
-    )
+    p = command(sub, "hotfix", cmd_hotfix)
     p.add_argument(
         "--branch",
         metavar="release/X.Y",
@@ -61,68 +41,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="show everything, change nothing")
     add_output_options(p)
-    p.set_defaults(func=cmd_hotfix)
 
-    p = sub.add_parser(
-        "nightly",
-        help="publish a nightly pre-release to the nightly channel",
-        description=(
-            "Build main (or --ref) as a nightly pre-release of the next full version "
-            "(15.5.0-nightly.20261127) and publish it on the nightly update channel. "
-            "No git tag, no announcement, no mail."
-        ),
-    )
+    p = command(sub, "nightly", cmd_nightly)
     p.add_argument("--ref", metavar="REF")
     add_output_options(p)
-    p.set_defaults(func=cmd_nightly)
 
-    p = sub.add_parser(
-        "resume",
-        help="finish what a failed release left undone",
-        description="Run the undone side effects of a release recorded in the ledger, once each.",
-    )
+    p = command(sub, "resume", cmd_resume)
     p.add_argument("version", metavar="VERSION")
     add_output_options(p)
-    p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser(
-        "status",
-        help="last releases, undone deliveries, fixed tickets not yet released",
-        description=(
-            "Show the last releases, the deliveries left undone, the tickets fixed on main but "
-            "not released (by priority), and flash fixes on a maintenance branch not yet shipped "
-            "(a U version is recommended)."
-        ),
-    )
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=cmd_status)
+    p = command(sub, "status", cmd_status)
+    add_format(p, "table", "json")
 
-    p = sub.add_parser(
-        "demo",
-        help="build a sandbox and run a full release then a U hotfix in it",
-        description=(
-            "Build a sandbox (a repository with a realistic history across two full versions, "
-            "tickets of all four priorities, a maintenance branch with a flash fix), then run a "
-            "full release and a U hotfix on the embedded default (outbox, local update store). "
-            "Nothing leaves the machine."
-        ),
-    )
+    p = command(sub, "demo", cmd_demo)
     p.add_argument(
         "--dir", metavar="DIR", help="where to build it (default: a new temporary directory)"
     )
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
-        "on-tag",
-        help="emit the Prefect event that starts the matching deployment (git hook, CI)",
-        description=(
-            "Check that TAG is a release tag of this repository and emit the Prefect event "
-            "`gestan.release.tagged`; the trigger in prefect.yaml starts the hotfix or release "
-            "deployment, which adopts the tag. Needs PREFECT_API_URL."
-        ),
-    )
+    p = command(sub, "on-tag", cmd_on_tag)
     p.add_argument("tag", metavar="TAG")
-    p.set_defaults(func=cmd_on_tag)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,6 +116,12 @@ def _run(args: argparse.Namespace, name: str, **params: Any) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
+    """cut a full version from main and run the whole pipeline
+
+    Cut a full version (minor bump by default) from main: gather the fixed tickets, check that
+    every flash fix shipped in a U version of the previous line is in it, tag it, create its
+    release/X.Y branch, build, publish to the update endpoint, announce it on X and the forum, mail
+    every reporter. Safe to run again: what was done is skipped, what failed is retried."""
     return _run(
         args,
         "release",
@@ -191,18 +134,36 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_hotfix(args: argparse.Namespace) -> int:
+    """cut the next U sub-version from a maintenance branch
+
+    Cut the next U sub-version (15.4 U1 = 15.4.1) from a maintenance branch release/X.Y and run the
+    whole pipeline. Without --branch: the checked-out branch when it is a maintenance branch, else
+    the newest one (the first step line says which and why). Refused when it fixes no ticket."""
     return _run(args, "hotfix", branch=args.branch, dry_run=args.dry_run)
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
+    """publish a nightly pre-release to the nightly channel
+
+    Build main (or --ref) as a nightly pre-release of the next full version
+    (15.5.0-nightly.20261127) and publish it on the nightly update channel. No git tag, no
+    announcement, no mail."""
     return _run(args, "nightly", ref=args.ref)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """finish what a failed release left undone
+
+    Run the undone side effects of a release recorded in the ledger, once each."""
     return _run(args, "resume", version=args.version)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """last releases, undone deliveries, fixed tickets not yet released
+
+    Show the last releases, the deliveries left undone, the tickets fixed on main but not released
+    (by priority), and flash fixes on a maintenance branch not yet shipped (a U version is
+    recommended)."""
     from gestan_release.status import render_status, status
 
     data = status(settings_from(args))
@@ -214,6 +175,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """build a sandbox and run a full release then a U hotfix in it
+
+    Build a sandbox (a repository with a realistic history across two full versions, tickets of all
+    four priorities, a maintenance branch with a flash fix), then run a full release and a U hotfix
+    on the embedded default (outbox, local update store). Nothing leaves the machine."""
     from gestan_release.demo import run_demo
 
     run_demo(args.dir)
@@ -221,6 +187,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_on_tag(args: argparse.Namespace) -> int:
+    """emit the Prefect event that starts the matching deployment (git hook, CI)
+
+    Check that TAG is a release tag of this repository and emit the Prefect event
+    `gestan.release.tagged`; the trigger in prefect.yaml starts the hotfix or release deployment,
+    which adopts the tag. Needs PREFECT_API_URL."""
     from gestan_release.prefect_support import emit_tag_event
 
     settings = settings_from(args)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from gestan_release.commands import note, settings_from
+from gestan_release.commands import add_format, command, note, settings_from
 from gestan_release.errors import TicketError
 from gestan_release.tickets import STATUSES, Priority, Ticket
 from gestan_release.validation import ticket_id_arg, url_host
@@ -31,24 +31,10 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="tickets_command", metavar="ACTION", required=True)
 
-    imp = sub.add_parser(
-        "import",
-        help="load tickets from a .json or .csv file (all or nothing)",
-        description=(
-            "Add or update every ticket of FILE: a .json array of objects or a .csv whose header "
-            "names the columns. The whole file is checked first; if any row is bad, every problem "
-            "is listed with its line and nothing is written."
-        ),
-        epilog=_FIELDS_HELP,
-    )
+    imp = command(sub, "import", cmd_import, epilog=_FIELDS_HELP)
     imp.add_argument("file", metavar="FILE", help="a .json or .csv file")
-    imp.set_defaults(func=cmd_import)
 
-    add = sub.add_parser(
-        "add",
-        help="add or update one ticket",
-        description="Add a ticket, or update the one with that id (its status is kept).",
-    )
+    add = command(sub, "add", cmd_add)
     add.add_argument(
         "--id", type=ticket_id_arg, required=True, metavar="N", help="ticket id (forum id)"
     )
@@ -71,13 +57,8 @@ def register(subparsers: Any) -> None:
         metavar="ID",
         help="Message-ID of the acknowledgement mail, so the 'fixed' mail joins its thread",
     )
-    add.set_defaults(func=cmd_add)
 
-    lst = sub.add_parser(
-        "list",
-        help="list tickets, most urgent first",
-        description="List the stored tickets, most urgent first, then by id.",
-    )
+    lst = command(sub, "list", cmd_list)
     lst.add_argument("--priority", choices=PRIORITIES, help="only this priority")
     lst.add_argument(
         "--status",
@@ -85,13 +66,11 @@ def register(subparsers: Any) -> None:
         help="only this status; a-trier: forum reports without a priority tag yet, ecarte: "
         "forum reports set aside (with the reason)",
     )
-    lst.add_argument("--format", choices=("table", "json"), default="table", help="default: table")
-    lst.set_defaults(func=cmd_list)
+    add_format(lst, "table", "json")
 
-    show = sub.add_parser("show", help="show one ticket", description="Show one stored ticket.")
+    show = command(sub, "show", cmd_show)
     show.add_argument("id", type=ticket_id_arg, metavar="N", help="ticket id")
-    show.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
-    show.set_defaults(func=cmd_show)
+    add_format(show, "text", "json")
 
     from gestan_release.commands.intake import register_tickets
 
@@ -100,7 +79,7 @@ def register(subparsers: Any) -> None:
 
 def _store(args: argparse.Namespace) -> Any:
     from gestan_release.db import ensure_state_dir
-    from gestan_release.tickets import TicketStore
+    from gestan_release.ticket_store import TicketStore
 
     settings = settings_from(args)
     ensure_state_dir(settings)
@@ -109,8 +88,13 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """load tickets from a .json or .csv file (all or nothing)
+
+    Add or update every ticket of FILE: a .json array of objects or a .csv whose header names the
+    columns. The whole file is checked first; if any row is bad, every problem is listed with its
+    line and nothing is written."""
     from gestan_release.console import View
-    from gestan_release.tickets import read_import_file
+    from gestan_release.ticket_import import read_import_file
 
     settings = settings_from(args)
     # Checked completely before the store is even opened.
@@ -124,7 +108,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from gestan_release.tickets import parse_reporter, ticket_from_mapping
+    """add or update one ticket
+
+    Add a ticket, or update the one with that id (its status is kept)."""
+    from gestan_release.ticket_import import parse_reporter, ticket_from_mapping
 
     name, email = parse_reporter(args.reporter)
     ticket, _, problems = ticket_from_mapping(
@@ -149,6 +136,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """list tickets, most urgent first
+
+    List the stored tickets, most urgent first, then by id."""
     if args.status in INTAKE_STATUSES:
         return _list_reports(args)
     tickets = _store(args).list(priority=args.priority, status=args.status)
@@ -189,6 +179,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """show one ticket
+
+    Show one stored ticket."""
     ticket = _store(args).get(args.id)
     if ticket is None:
         raise TicketError(

@@ -5,25 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from gestan_release.commands import settings_from
+from gestan_release.commands import add_format, command, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="every setting, where it comes from, what a lost worker would take with it",
-        description=(
-            "List every setting with its value and its source (environment, gestan-release.toml, "
-            "Prefect Secret block, default), then what lives on this machine's disk and would be "
-            "lost if it vanished (nothing, on a stateless worker). Secrets are never shown, only "
-            "whether they are set. Secret blocks are looked up when PREFECT_API_URL is set."
-        ),
-    )
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=cmd_doctor)
+    p = command(sub, "doctor", cmd_doctor)
+    add_format(p, "table", "json")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """every setting, where it comes from, what a lost worker would take with it
+
+    List every setting with its value and its source (environment, gestan-release.toml, Prefect
+    Secret block, default), then what lives on this machine's disk and would be lost if it vanished
+    (nothing, on a stateless worker). Secrets are never shown, only whether they are set. Secret
+    blocks are looked up when PREFECT_API_URL is set."""
     from gestan_release.settings import Secret
     from gestan_release.workers import doctor_report, secret_blocks_present
 

@@ -12,20 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gestan_release.commands import note, settings_from
+from gestan_release.commands import command, note, settings_from
 from gestan_release.errors import GestanReleaseError
 
 
 def register(subparsers: Any) -> None:
-    serve = subparsers.add_parser(
-        "serve-updates",
-        help="run the update-check server",
-        description=(
-            "Serve /v1/check, the signed channel manifests and the admin API (PUT/PATCH, Bearer "
-            "GESTAN_RELEASE_UPDATES_TOKEN; without a token the admin API is disabled). Manifests "
-            "are signed with UPDATES_SIGNING_KEY, created if missing."
-        ),
-    )
+    serve = command(subparsers, "serve-updates", _serve)
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
@@ -33,7 +25,6 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--data", type=Path, metavar="DIR", help="the store to serve (default: <STATE_DIR>/updates)"
     )
-    serve.set_defaults(func=_serve)
 
     updates = subparsers.add_parser(
         "updates",
@@ -46,14 +37,7 @@ def register(subparsers: Any) -> None:
     sub = updates.add_subparsers(dest="updates_command", metavar="ACTION")
     sub.required = True
 
-    publish = sub.add_parser(
-        "publish",
-        help="publish a release on a channel",
-        description=(
-            "Publish a release entry, from --file or from the options. Publishing the same "
-            "release again is a success; a different one under a published version is refused."
-        ),
-    )
+    publish = command(sub, "publish", _publish)
     publish.add_argument("--channel", default="stable", help="channel (default: %(default)s)")
     publish.add_argument(
         "--file", metavar="ENTRY.json", help="the release entry as JSON ('-': stdin)"
@@ -71,67 +55,36 @@ def register(subparsers: Any) -> None:
     publish.add_argument("--min-version", metavar="V", help="lowest version that may update to it")
     publish.add_argument("--rollout", type=int, metavar="PERCENT", help="staged rollout, 0–100")
     publish.add_argument("--notes-url", metavar="URL", help="the forum post of the release")
-    publish.set_defaults(func=_publish)
 
-    yank = sub.add_parser(
-        "yank",
-        help="withdraw a release",
-        description=(
-            "Withdraw a release: no install is offered it, and installs running it are told."
-        ),
-    )
+    yank = command(sub, "yank", _yank)
     yank.add_argument("version", metavar="VERSION")
     yank.add_argument("--channel", default="stable", help="channel (default: %(default)s)")
     yank.add_argument("--reason", required=True, help="why, shown to the installs running it")
-    yank.set_defaults(func=_yank)
 
-    rollout = sub.add_parser(
-        "rollout",
-        help="set the staged rollout of a release",
-        description=(
-            "Offer a release to PERCENT % of installs (sticky per install); 0 halts it, 100 is "
-            "everyone. Critical releases and manual checks skip a partial rollout."
-        ),
-    )
+    rollout = command(sub, "rollout", _rollout)
     rollout.add_argument("version", metavar="VERSION")
     rollout.add_argument("percent", type=int, metavar="PERCENT")
     rollout.add_argument("--channel", default="stable", help="channel (default: %(default)s)")
-    rollout.set_defaults(func=_rollout)
 
-    show = sub.add_parser(
-        "show", help="print a channel's manifest", description="Print a manifest."
-    )
+    show = command(sub, "show", _show)
     show.add_argument("--channel", default="stable", help="channel (default: %(default)s)")
-    show.set_defaults(func=_show)
 
-    export = sub.add_parser(
-        "export",
-        help="write the signed manifests as static files",
-        description=(
-            "Write v1/channels/<channel>/manifest.json and manifest.json.sig under DIR, for nginx, "
-            "a CDN or object storage. Manifests past half their lifetime are re-signed first: "
-            "re-run at least daily (cron) so that mirrors never serve an expired manifest."
-        ),
-    )
+    export = command(sub, "export", _export)
     export.add_argument("--to", required=True, type=Path, metavar="DIR", help="output directory")
     export.add_argument(
         "--data", type=Path, metavar="DIR", help="store (default: <STATE_DIR>/updates)"
     )
     export.add_argument("--channel", action="append", help="only this channel (repeatable)")
-    export.set_defaults(func=_export)
 
-    keygen = sub.add_parser(
-        "keygen",
-        help="create the signing key if missing and print its public key",
-        description=(
-            "Create UPDATES_SIGNING_KEY (mode 0600) if it does not exist, then print the public "
-            "key that desktop installs must pin. An existing key is never replaced."
-        ),
-    )
-    keygen.set_defaults(func=_keygen)
+    command(sub, "keygen", _keygen)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """run the update-check server
+
+    Serve /v1/check, the signed channel manifests and the admin API (PUT/PATCH, Bearer
+    GESTAN_RELEASE_UPDATES_TOKEN; without a token the admin API is disabled). Manifests are signed
+    with UPDATES_SIGNING_KEY, created if missing."""
     from gestan_release.updates.publisher import local_store
     from gestan_release.updates.server import UpdateServer, serve
 
@@ -193,6 +146,10 @@ def _publisher(args: argparse.Namespace) -> Any:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    """publish a release on a channel
+
+    Publish a release entry, from --file or from the options. Publishing the same release again is
+    a success; a different one under a published version is refused."""
     result = _publisher(args).publish(args.channel, _entry_from(args))
     _print(result)
     if not result.get("changed", True):
@@ -201,21 +158,36 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _yank(args: argparse.Namespace) -> int:
+    """withdraw a release
+
+    Withdraw a release: no install is offered it, and installs running it are told."""
     _print(_publisher(args).yank(args.channel, args.version, args.reason))
     return 0
 
 
 def _rollout(args: argparse.Namespace) -> int:
+    """set the staged rollout of a release
+
+    Offer a release to PERCENT % of installs (sticky per install); 0 halts it, 100 is everyone.
+    Critical releases and manual checks skip a partial rollout."""
     _print(_publisher(args).set_rollout(args.channel, args.version, args.percent))
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
+    """print a channel's manifest
+
+    Print a manifest."""
     _print(_publisher(args).manifest(args.channel))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    """write the signed manifests as static files
+
+    Write v1/channels/<channel>/manifest.json and manifest.json.sig under DIR, for nginx, a CDN or
+    object storage. Manifests past half their lifetime are re-signed first: re-run at least daily
+    (cron) so that mirrors never serve an expired manifest."""
     from gestan_release.updates.publisher import local_store
 
     store = local_store(settings_from(args), args.data)
@@ -229,6 +201,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    """create the signing key if missing and print its public key
+
+    Create UPDATES_SIGNING_KEY (mode 0600) if it does not exist, then print the public key that
+    desktop installs must pin. An existing key is never replaced."""
     from gestan_release.updates.signing import load_or_create_key, public_key_b64, public_key_pem
 
     settings = settings_from(args)

@@ -91,10 +91,16 @@ class HttpPublisher:
     ) -> None:
         import httpx
 
+        from gestan_release.retry import Backoff, HttpRetry
+
         self.base_url = base_url.rstrip("/")
-        self.attempts = attempts
-        self.backoff = backoff
-        self.sleep = sleep
+        self._retry = HttpRetry(
+            f"the update server {self.base_url}",
+            backoff=Backoff(attempts, backoff, 30.0),
+            sleep=sleep,
+            error=PublishError,
+            advice="it may be down: try again later, nothing was half-done",
+        )
         headers = {"user-agent": "gestan-release"}
         remember(token)
         if token:
@@ -115,35 +121,32 @@ class HttpPublisher:
         return f"/v1/channels/{channel}/releases/{quote(version)}"
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
-        import httpx
+        from gestan_release import retry
 
-        what = f"{method} {self.base_url}{path}"
-        problem = ""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = self._client.request(method, path, json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"{type(exc).__name__}"
-            else:
-                if response.status_code < 400:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise PublishError(
-                            f"{what}: HTTP {response.status_code} but the answer is not JSON; "
-                            f"is UPDATES_URL the update server?",
-                            permanent=True,
-                        ) from None
-                if response.status_code < 500:
-                    raise self._refusal(what, response)
-                problem = f"HTTP {response.status_code}"
-            if attempt < self.attempts:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
-        raise PublishError(
-            f"{what} failed {self.attempts} times (last: {problem}); the update server may be "
-            f"down — try again later, nothing was half-done",
-            permanent=False,
+        what = f"{method} {path}"
+
+        def judge(response: httpx.Response, agains: int) -> retry.Verdict:
+            status = response.status_code
+            if status < 400:
+                return retry.DONE
+            if status == 429:
+                wait = retry.retry_after(response.headers, time.time)
+                return retry.wait(60.0 if wait is None else wait, "rate limited")
+            if status < 500:
+                raise self._refusal(f"{method} {self.base_url}{path}", response)
+            return retry.failed(f"answered HTTP {status}")
+
+        response = self._retry.request(
+            lambda: self._client.request(method, path, json=body), what=what, judge=judge
         )
+        try:
+            return response.json()
+        except ValueError:
+            raise PublishError(
+                f"{method} {self.base_url}{path}: HTTP {response.status_code} but the answer is "
+                "not JSON; is UPDATES_URL the update server?",
+                permanent=True,
+            ) from None
 
     @staticmethod
     def _refusal(what: str, response: httpx.Response) -> PublishError:

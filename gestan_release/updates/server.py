@@ -5,15 +5,14 @@ Answers are cached: per (channel, platform, version) the releases an install cou
 worked out once (`_plan`), and per (channel, platform, version, target) the signed answer body is
 built once. A request then costs a query-string split, at most a hash per staged release, and a
 dictionary look-up. Every change to the store (this server's admin API, or a local publisher
-writing the same directory, noticed within a second) drops the caches.
+writing the same directory, noticed within a second) drops the caches. The admin API (PUT,
+PATCH) is `updates.admin`; the pieces of an answer both use are `updates.answers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -22,43 +21,45 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from gestan_release.updates import UpdatesError
+from gestan_release.updates.admin import MAX_BODY, AdminApi
+from gestan_release.updates.answers import (
+    ADMIN,
+    JSON,
+    NO_STORE,
+    NOT_FOUND,
+    READ,
+    Answer,
+    StoreHealth,
+    error,
+    not_allowed,
+)
+from gestan_release.updates.choice import (
+    Candidate,
+    Choice,
+    candidates_for,
+    check_answer,
+    in_rollout,
+    is_critical_jump,
+)
 from gestan_release.updates.limits import Limits, uvicorn_options
 from gestan_release.updates.manifest import (
     CHANNEL_RE,
     INSTALL_ID_RE,
     PLATFORM_RE,
-    Candidate,
-    Choice,
     ManifestError,
-    candidates_for,
     canonical,
-    check_answer,
     check_channel,
-    in_rollout,
-    is_critical_jump,
     parse_time,
     parse_version,
 )
-from gestan_release.updates.store import ReleaseConflict, ReleaseNotFound, SignedManifest, Store
-from gestan_release.validation import excerpt, json_too_deep
+from gestan_release.updates.store import SignedManifest, Store
+from gestan_release.validation import excerpt
 from gestan_release.versions import Version
 
 log = logging.getLogger("gestan_release.updates.server")
 
-MAX_BODY = 64 * 1024
-MAX_JSON_DEPTH = 8  # a release entry nests three levels deep
-MAX_BACKOFF = 300.0  # seconds between two attempts to write a store that cannot be written
 MANIFEST_CACHE_CONTROL = b"public, max-age=60, must-revalidate"
 _CACHE_LIMIT = 100_000
-_JSON = (b"content-type", b"application/json")
-_NO_STORE = (b"cache-control", b"no-store")
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
 
 
 @dataclass(frozen=True)
@@ -68,54 +69,6 @@ class _Step:
     candidate: Candidate
     staged: bool  # decided per install (partial rollout, not critical)
     version_text: str
-
-
-def _error(status: int, message: str, extra: Iterable[tuple[bytes, bytes]] = ()) -> _Answer:
-    body = json.dumps({"error": message}).encode()
-    return _Answer(status, [_JSON, _NO_STORE, *extra], body)
-
-
-_NOT_FOUND = _error(404, "not found")
-_READ = b"GET, HEAD"
-_ADMIN = b"PUT, PATCH"
-
-
-def _not_allowed(allow: bytes) -> _Answer:
-    return _error(405, "method not allowed", [(b"allow", allow)])
-
-
-class _StoreHealth:
-    """Whether the store can be written: after a failure the next attempt waits (doubling, at most
-    `MAX_BACKOFF`), and only a change of state is logged — one line, not a traceback per request."""
-
-    def __init__(self, clock: Any) -> None:
-        self.clock = clock
-        self.failures = 0
-        self.problem: str | None = None
-        self.next_attempt = 0.0
-
-    def due(self) -> bool:
-        return self.clock() >= self.next_attempt
-
-    def failed(self, what: str, exc: BaseException) -> None:
-        problem = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
-        self.failures += 1
-        wait = min(MAX_BACKOFF, 2.0 ** (self.failures - 1))
-        self.next_attempt = self.clock() + wait
-        if problem != self.problem:
-            log.error(
-                "the update store cannot be written (%s while %s); serving the signed manifests "
-                "as they are, trying again with a growing delay (at most %.0f s)",
-                problem,
-                what,
-                MAX_BACKOFF,
-            )
-        self.problem = problem
-
-    def ok(self) -> None:
-        if self.problem is not None:
-            log.warning("the update store can be written again (%d failed attempts)", self.failures)
-        self.failures, self.problem, self.next_attempt = 0, None, 0.0
 
 
 class BadQuery(ValueError):
@@ -136,12 +89,19 @@ class UpdateServer:
         clock: Any = time.monotonic,
     ) -> None:
         self.store = store
-        self._token = token.encode() if token else None
         self._configured = {check_channel(c) for c in channels}
         self.poll_interval = poll_interval
         self.max_body = max_body
         self.clock = clock
-        self.health = _StoreHealth(clock)
+        self.health = StoreHealth(clock)
+        self.admin = AdminApi(
+            store,
+            token,
+            health=self.health,
+            known=lambda: self._known,
+            changed=self._reload,
+            max_body=max_body,
+        )
         self._next_poll = 0.0
         self._fingerprint: Any = None
         self._refreshing = False
@@ -159,7 +119,7 @@ class UpdateServer:
         self._known = self._configured | set(signed)
         self._candidates: dict[tuple[str, str], list[Candidate]] = {}
         self._plans: dict[tuple[str, str, str], tuple[Version, list[_Step]]] = {}
-        self._answers: dict[tuple[str, str, str, str | None], _Answer] = {}
+        self._answers: dict[tuple[str, str, str, str | None], Answer] = {}
         self._manifest_answers = {c: self._manifest_answer(s) for c, s in signed.items()}
         expiries = [parse_time(m["expires"]) for m in self._manifests.values() if m.get("expires")]
         self._refresh_due = min(expiries) - self.store.ttl / 2 if expiries else None
@@ -220,14 +180,14 @@ class UpdateServer:
                 if method == "GET" or method == "HEAD":
                     answer = self.check(scope["query_string"])
                 else:
-                    answer = _not_allowed(_READ)
+                    answer = not_allowed(READ)
             elif path.startswith("/v1/channels/"):
                 answer = await self._channels(scope, receive, method, path)
             elif path == "/healthz":
                 ok = method in ("GET", "HEAD")
-                answer = _Answer(200, [_NO_STORE], b"ok") if ok else _not_allowed(_READ)
+                answer = Answer(200, [NO_STORE], b"ok") if ok else not_allowed(READ)
             else:
-                answer = _NOT_FOUND
+                answer = NOT_FOUND
         except Exception as exc:  # a bug: one line per kind of failure, never a flood
             answer = self._bug(scope, exc)
         headers = answer.headers
@@ -236,7 +196,7 @@ class UpdateServer:
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else answer.body})
 
-    def _bug(self, scope: dict, exc: Exception) -> _Answer:
+    def _bug(self, scope: dict, exc: Exception) -> Answer:
         where = exc.__traceback__
         while where is not None and where.tb_next is not None:
             where = where.tb_next
@@ -251,23 +211,23 @@ class UpdateServer:
                 excerpt(f"{type(exc).__name__}: {exc}", 300),
                 exc_info=exc,
             )
-        return _error(500, "internal error")
+        return error(500, "internal error")
 
     # -- GET /v1/check -----------------------------------------------------------------------------
-    def check(self, query_string: bytes) -> _Answer:
+    def check(self, query_string: bytes) -> Answer:
         try:
             channel, platform, version_text, install_id, interactive = _parse_check(query_string)
         except BadQuery as exc:
-            return _error(400, str(exc))
+            return error(400, str(exc))
         if channel not in self._known:
-            return _error(400, f"unknown channel {excerpt(channel)}")
+            return error(400, f"unknown channel {excerpt(channel)}")
         plan_key = (channel, platform, version_text)
         plan = self._plans.get(plan_key)
         if plan is None:
             try:
                 current = parse_version(version_text)
             except ManifestError as exc:
-                return _error(400, str(exc))
+                return error(400, str(exc))
             plan = self._plan(channel, platform, current)
             if len(self._plans) > _CACHE_LIMIT:
                 self._plans.clear()
@@ -309,7 +269,7 @@ class UpdateServer:
 
     def _check_answer(
         self, channel: str, platform: str, current: Version, target: _Step | None
-    ) -> _Answer:
+    ) -> Answer:
         candidates = self._candidates[(channel, platform)]
         choice = None
         if target is not None:
@@ -322,140 +282,45 @@ class UpdateServer:
         signature = (b"x-gestan-signature", self.store.signer.sign(data).encode("ascii"))
         if body["version"] is None and not body["current_yanked"]:
             # Up to date: no body, but the signed statement rides in a header (ASCII only).
-            return _Answer(204, [_NO_STORE, (b"x-gestan-statement", data), signature], b"")
-        return _Answer(200, [_JSON, _NO_STORE, signature], data)
+            return Answer(204, [NO_STORE, (b"x-gestan-statement", data), signature], b"")
+        return Answer(200, [JSON, NO_STORE, signature], data)
 
     # -- /v1/channels/… ----------------------------------------------------------------------------
-    async def _channels(self, scope: dict, receive: Any, method: str, path: str) -> _Answer:
+    async def _channels(self, scope: dict, receive: Any, method: str, path: str) -> Answer:
         parts = path[len("/v1/channels/") :].split("/")
         if len(parts) == 2 and parts[1] in ("manifest.json", "manifest.json.sig"):
             if method not in ("GET", "HEAD"):
-                return _not_allowed(_READ)
+                return not_allowed(READ)
             return self._manifest(scope, parts[0], parts[1].endswith(".sig"))
         if len(parts) == 3 and parts[1] == "releases":
             if method not in ("PUT", "PATCH"):
-                return _not_allowed(_ADMIN)
-            return await self._admin(scope, receive, method, parts[0], parts[2])
-        return _NOT_FOUND
+                return not_allowed(ADMIN)
+            return await self.admin.answer(scope, receive, method, parts[0], parts[2])
+        return NOT_FOUND
 
-    def _manifest(self, scope: dict, channel: str, signature: bool) -> _Answer:
+    def _manifest(self, scope: dict, channel: str, signature: bool) -> Answer:
         if not CHANNEL_RE.match(channel):
-            return _error(400, f"channel {excerpt(channel)} is not valid")
+            return error(400, f"channel {excerpt(channel)} is not valid")
         answers = self._manifest_answers.get(channel)
         if answers is None:
-            return _error(404, f"nothing published on channel {excerpt(channel)}")
+            return error(404, f"nothing published on channel {excerpt(channel)}")
         full, sig, etag = answers
         if signature:
             return sig
         for name, value in scope["headers"]:
             if name == b"if-none-match" and _etag_matches(value, etag):
-                return _Answer(
+                return Answer(
                     304, [(b"etag", etag), (b"cache-control", MANIFEST_CACHE_CONTROL)], b""
                 )
         return full
 
     @staticmethod
-    def _manifest_answer(signed: SignedManifest) -> tuple[_Answer, _Answer, bytes]:
+    def _manifest_answer(signed: SignedManifest) -> tuple[Answer, Answer, bytes]:
         etag = signed.etag.encode()
         common = [(b"etag", etag), (b"cache-control", MANIFEST_CACHE_CONTROL)]
-        full = _Answer(200, [_JSON, *common], signed.body)
-        sig = _Answer(200, [(b"content-type", b"text/plain"), *common], signed.signature.encode())
+        full = Answer(200, [JSON, *common], signed.body)
+        sig = Answer(200, [(b"content-type", b"text/plain"), *common], signed.signature.encode())
         return full, sig, etag
-
-    # -- PUT / PATCH -------------------------------------------------------------------------------
-    def _authorize(self, scope: dict) -> _Answer | None:
-        given = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                given = value
-        if not given or not given.lower().startswith(b"bearer "):
-            return _error(401, "a Bearer token is required", [(b"www-authenticate", b"Bearer")])
-        if self._token is None:
-            return _error(403, "the admin API is disabled: the server has no UPDATES_TOKEN")
-        if not hmac.compare_digest(given[7:].strip(), self._token):
-            return _error(403, "wrong token")
-        return None
-
-    async def _admin(
-        self, scope: dict, receive: Any, method: str, channel: str, version: str
-    ) -> _Answer:
-        refused = self._authorize(scope)
-        if refused is not None:
-            return refused
-        try:
-            check_channel(channel)
-            parse_version(version)
-        except ManifestError as exc:
-            return _error(400, str(exc))
-        if channel not in self._known:
-            return _error(
-                400,
-                f"unknown channel {excerpt(channel)}; configured: {', '.join(sorted(self._known))}",
-            )
-        try:
-            body = await self._read_body(scope, receive)
-        except _TooLarge:
-            return _error(413, f"request body over {self.max_body} bytes")
-        if json_too_deep(body, MAX_JSON_DEPTH):
-            return _error(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):
-            return _error(400, "the body must be JSON")
-        if not isinstance(payload, dict):
-            return _error(400, "the body must be a JSON object")
-        try:
-            if method == "PUT":
-                change = await asyncio.to_thread(self.store.publish, channel, payload, version)
-                status = 201 if change.changed else 200
-            else:
-                change = await asyncio.to_thread(self._patch, channel, version, payload)
-                status = 200
-        except ReleaseConflict as exc:
-            return _error(409, str(exc))
-        except ReleaseNotFound as exc:
-            return _error(404, str(exc))
-        except ManifestError as exc:
-            return _error(400, str(exc))
-        except (OSError, UpdatesError) as exc:  # a full disk, a read-only or corrupt store
-            self.health.failed(f"{method} {channel}/{version}", exc)
-            return _error(503, "the update store cannot be written now; try again later")
-        self.health.ok()
-        self._reload()
-        return _Answer(status, [_JSON, _NO_STORE], json.dumps(change.as_json()).encode())
-
-    def _patch(self, channel: str, version: str, payload: dict[str, Any]) -> Any:
-        keys = set(payload)
-        if keys == {"rollout"}:
-            return self.store.set_rollout(channel, version, payload["rollout"])
-        if keys == {"yanked", "reason"} and payload["yanked"] is True:
-            return self.store.yank(channel, version, payload["reason"])
-        if keys == {"yanked"} and payload["yanked"] is False:
-            return self.store.unyank(channel, version)
-        raise ManifestError(
-            'PATCH takes {"rollout": 0-100}, {"yanked": true, "reason": "…"} or {"yanked": false}'
-        )
-
-    async def _read_body(self, scope: dict, receive: Any) -> bytes:
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_body):
-                raise _TooLarge
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _TooLarge
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise _TooLarge
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _parse_check(query_string: bytes) -> tuple[str, str, str, str, bool]:

@@ -34,7 +34,8 @@ from fakes.x_server import FakeX
 from flow_fixtures import NOT_FORUM, TICKETS, VERSION, Sandbox, build_sandbox
 
 from gestan_release.demo import BUILD
-from gestan_release.tickets import Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Ticket
 
 # Distinctive secrets: a test can look for them anywhere (they must never show).
 X_TOKEN = "xtok-7Qv3ZpR9-user-context-DO-NOT-LEAK"
@@ -113,14 +114,15 @@ class Channels:
         self.mp.setattr(pipeline, "summary", summary)
 
     def kill_after_timeout(self, channel: str, timeout: float = 2.0) -> None:
-        """The channel's next POST reaches the server and is applied, but its answer comes after
-        the client's timeout; the process dies while the sender waits to look/retry."""
+        """The channel's next POST reaches the server and is applied, but never answered (the
+        fake holds it until the client times out); the process dies while the sender waits to
+        look/retry."""
         self.timeouts[channel] = timeout
         self.kill_in_sleep.add(channel)
 
     def lose_answer_then_outage(self, channel: str, timeout: float = 2.0) -> None:
-        """The channel's next POST is applied but answered after the timeout; from the sender's
-        next wait on, the service is down (503 to everything) until `end_outage`."""
+        """The channel's next POST is applied and never answered (the client times out); from the
+        sender's next wait on, the service is down (503 to everything) until `end_outage`."""
         self.timeouts[channel] = timeout
         self.outage_in_sleep.add(channel)
 

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from gestan_release.demo import BUILD
-from gestan_release.tickets import Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Ticket
 
 VERSION = "15.5.0"
 

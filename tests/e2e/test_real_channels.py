@@ -28,8 +28,8 @@ from channel_fixtures import (  # noqa: E402
     ProcessKilled,
     message_id,
 )
-from fakes.vanilla_server import slow as forum_slow  # noqa: E402
-from fakes.x_server import slow as x_slow  # noqa: E402
+from fakes.vanilla_server import unanswered as forum_unanswered  # noqa: E402
+from fakes.x_server import unanswered as x_unanswered  # noqa: E402
 from flow_fixtures import FORUM_TICKETS, MAILS, VERSION, failed, ok, run_flow  # noqa: E402
 from flow_fixtures import summary_rows as rows_of  # noqa: E402
 
@@ -167,9 +167,9 @@ def test_x_crash_then_resume_posts_once(channels: Channels, how: str) -> None:
     if how == "after-send":
         channels.kill_after_send(X_KEY)
     else:
-        # X creates the post but answers after the client's timeout; the process dies while
+        # X creates the post and never answers (the client times out); the process dies while
         # the sender waits before looking for it
-        channels.x.script(x_slow(6.0, apply=True))
+        channels.x.script(x_unanswered(apply=True))
         channels.kill_after_timeout("x")
     crash(channels)
     assert states(channels)[X_KEY] == "sending"
@@ -197,7 +197,7 @@ def test_x_real_kill_9_while_the_post_is_in_flight_then_resume(
 
     from flow_fixtures import cli
 
-    channels.x.script(x_slow(60.0, apply=True))  # the answer would come after a minute
+    channels.x.script(x_unanswered(apply=True))  # the answer never comes
     proc = cli(["--repo", str(channels.box.path), "release"], {}, prefect_harness)
     try:
         deadline = time.monotonic() + 120
@@ -250,7 +250,7 @@ def test_forum_crash_then_resume_posts_once(channels: Channels, what: str, how: 
     if how == "after-send":
         channels.kill_after_send(key)
     else:
-        channels.forum.script(forum_slow(6.0, apply=True, path="/api/v2/discussions"))
+        channels.forum.script(forum_unanswered(apply=True, path="/api/v2/discussions"))
         channels.kill_after_timeout("forum")
     crash(channels)
     left = states(channels)
@@ -281,8 +281,8 @@ def test_unanswered_post_then_outage_then_resume_posts_once(
     not post it again (X would refuse the same text as a duplicate; the forum would take it)."""
     key = X_KEY if channel == "x" else TOPIC_KEY
     path = "/2/tweets" if channel == "x" else "/api/v2/discussions"
-    slow = x_slow if channel == "x" else forum_slow
-    channels.fake(channel).script(slow(6.0, apply=True, path=path))
+    unanswered = x_unanswered if channel == "x" else forum_unanswered
+    channels.fake(channel).script(unanswered(apply=True, path=path))
     channels.lose_answer_then_outage(channel)
     exc = failed(release(channels))
     assert f"resume {VERSION}" in str(exc)

@@ -39,7 +39,8 @@ from prefect_servers import (
 from update_servers import TOKEN, start_update_server
 
 from gestan_release.demo import BUILD
-from gestan_release.tickets import Ticket, TicketStore
+from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets import Ticket
 
 pytestmark = pytest.mark.slow
 

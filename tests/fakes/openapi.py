@@ -11,9 +11,12 @@ fails the test. The fakes' own successful answers are validated too, so the fake
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import json
 import re
+import select
+import socket
 import threading
 import time
 import warnings
@@ -140,14 +143,15 @@ class Scripted:
     """A one-shot answer for the next request matching `method` and `path` (a regex on the path).
 
     `reply` is sent instead of the normal behaviour; with `apply=True` the request is handled
-    normally (e.g. the post is created) and `reply`, if any, replaces the answer. `delay` holds the
-    answer back that many seconds (a slow response, past the client's timeout). `respond` builds
+    normally (e.g. the post is created) and `reply`, if any, replaces the answer. `hang` never
+    answers: the server holds the request until the client gives up (its timeout) and hangs up,
+    so the client times out whatever the machine's load, with no delay to race. `respond` builds
     the reply from the request instead (a hostile peer that echoes what it was sent)."""
 
     method: str
     path: str
     reply: Reply | None = None
-    delay: float = 0.0
+    hang: bool = False
     apply: bool = False
     respond: Callable[[Request], Reply] | None = None
 
@@ -319,8 +323,10 @@ class FakeHTTPServer(abc.ABC):
                     self.validation_errors.extend(problems)
             if script is not None and script.reply is not None:
                 reply = script.reply
-        if script is not None and script.delay:
-            self._stopping.wait(script.delay)
+        if script is not None and script.hang:
+            self._wait_for_hangup(handler)
+            handler.close_connection = True
+            return
         data = reply.encoded()
         try:
             handler.send_response(reply.status)
@@ -332,6 +338,16 @@ class FakeHTTPServer(abc.ABC):
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout)
+
+    def _wait_for_hangup(self, handler: BaseHTTPRequestHandler) -> None:
+        """Until the client closes the connection (or sends anything more), or the fake stops."""
+        sock = handler.connection
+        while not self._stopping.is_set():
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                with contextlib.suppress(OSError):
+                    sock.recv(1, socket.MSG_PEEK)
+                return
 
 
 class FakeClock:

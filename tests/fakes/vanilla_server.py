@@ -18,7 +18,7 @@ Behaves like Vanilla for what the forum channel uses:
 - Bearer token auth: a wrong or missing token -> 401 `{"message", "status"}`.
 
 Scriptable one-shot answers: `too_many_requests(retry_after)` (429, optional Retry-After),
-`server_error()`, `slow(delay, apply)`, `unauthorized()`, `forbidden()`, `premoderated()` (202),
+`server_error()`, `unanswered(apply)`, `unauthorized()`, `forbidden()`, `premoderated()` (202),
 `flood(seconds)` (the validation error), `html_page()` (200 with an HTML page, as a login or
 maintenance page would).
 
@@ -88,8 +88,9 @@ def server_error(status: int = 500, method: str = "POST", path: str = ".*") -> S
     return Scripted(method, path, Reply(status, {"message": "Internal error", "status": status}))
 
 
-def slow(delay: float, apply: bool = False, method: str = "POST", path: str = ".*") -> Scripted:
-    return Scripted(method, path, None, delay=delay, apply=apply)
+def unanswered(apply: bool = False, method: str = "POST", path: str = ".*") -> Scripted:
+    """No answer until the client gives up (with `apply`, the request is applied first)."""
+    return Scripted(method, path, None, hang=True, apply=apply)
 
 
 def unauthorized(method: str = "POST", path: str = ".*") -> Scripted:

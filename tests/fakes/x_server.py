@@ -13,7 +13,7 @@ Behaves like X for what the X channel uses:
 - Rate-limit headers on every answer.
 
 Scriptable (one-shot, see `Scripted`): `rate_limited(reset_in)` (429 + `x-rate-limit-reset`),
-`server_error()` (500/503), `slow(delay, apply)` (answer after the client's timeout; with
+`server_error()` (500/503), `unanswered(apply)` (no answer until the client times out; with
 `apply=True` the post is created anyway), `unauthorized()` (401), `suspended()` (403),
 `duplicate()` (403 duplicate content).
 """
@@ -72,8 +72,9 @@ def server_error(status: int = 500, method: str = "POST", path: str = "/2/tweets
     return Scripted(method, path, problem(status, "Internal Server Error", "Something broke"))
 
 
-def slow(delay: float, apply: bool = False, method: str = "POST", path: str = "/2/tweets"):
-    return Scripted(method, path, None, delay=delay, apply=apply)
+def unanswered(apply: bool = False, method: str = "POST", path: str = "/2/tweets") -> Scripted:
+    """No answer until the client gives up (with `apply`, the request is applied first)."""
+    return Scripted(method, path, None, hang=True, apply=apply)
 
 
 def unauthorized(method: str = "POST", path: str = "/2/tweets") -> Scripted:
