@@ -226,3 +226,90 @@ def test_a_nightly_plan_warns_of_releases_tagged_elsewhere(repo) -> None:
     plan = plan_release(s, "nightly", "main")
     assert plan.previous == "15.4.0" and plan.version.startswith("15.6.0-nightly.")
     assert any("release tag v15.5.0 is newer than v15.4.0" in w for w in plan.warnings)
+
+
+def test_leaving_a_fix_out_needs_a_reason() -> None:
+    from gestan_release.plan import allow_missing_overrides
+
+    with pytest.raises(ReleaseError, match="--allow-missing needs --reason"):
+        allow_missing_overrides([101], None)
+    assert allow_missing_overrides(["101", 102], "remplacé") == {101: "remplacé", 102: "remplacé"}
+    assert allow_missing_overrides(None, None) == {}
+
+
+def test_a_release_in_the_ledger_is_resumed_as_planned_not_planned_anew(repo) -> None:
+    from gestan_release.ledger import Ledger
+    from gestan_release.plan import plan_or_resume
+
+    s = settings_of(repo)
+    ledger = Ledger(s.database_url)
+    fresh, known = plan_or_resume(s, "full", "main", ledger=ledger)
+    assert known is None
+    recorded = Plan.from_json(fresh.to_json() | {"warnings": ["recorded then"]})
+    record_start(ledger, recorded)
+    repo.commit("Encore (#104)")  # the branch moved on since
+    again, known = plan_or_resume(s, "full", "main", ledger=ledger)
+    assert known is not None and again == recorded
+
+
+class Scripted:
+    """A runner whose steps return what the test says (or raise it), recording the order."""
+
+    def __init__(self, outcomes: dict[str, Exception | StepResult] | None = None) -> None:
+        from gestan_release.runbook import Runner
+
+        self.runner = Runner()
+        self.outcomes = outcomes or {}
+        self.called: list[str] = []
+        self.reports: list[str] = []
+        self.runner.step = self.step  # type: ignore[method-assign]
+        self.runner.report = lambda plan, text: self.reports.append(text)  # type: ignore[method-assign]
+
+    def step(self, step, release) -> StepResult:
+        self.called.append(step.name)
+        got = self.outcomes.get(step.name, StepResult(step.name))
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+def test_the_runbook_order_and_a_channel_failure_leaves_the_release_incomplete(repo) -> None:
+    from gestan_release.errors import IncompleteRelease
+    from gestan_release.ledger import Ledger
+    from gestan_release.runbook import STEPS, ship
+
+    s = settings_of(repo)
+    plan = plan_release(s, "full", "main")
+    failed = StepResult("forum", failed=[("forum:15.5.0", "HTTP 503")])
+    script = Scripted({"forum": failed})
+    with pytest.raises(IncompleteRelease, match=r"15\.5 is incomplete: forum: 0 done, 1 failed"):
+        ship(s, plan, runner=script.runner)
+    assert script.called == [step.name for step in STEPS] == [
+        "git", "build", "update endpoint", "tickets released", "X", "forum", "mail",
+    ]  # fmt: skip
+    assert "INCOMPLÈTE" in script.reports[-1]
+    assert Ledger(s.database_url).release(plan.version).state == "incomplete"
+
+
+def test_a_failing_git_step_stops_before_publishing(repo) -> None:
+    from gestan_release.errors import IncompleteRelease
+    from gestan_release.runbook import ship
+
+    s = settings_of(repo)
+    plan = plan_release(s, "full", "main")
+    script = Scripted({"git": GitError("tag refused")})
+    with pytest.raises(IncompleteRelease, match="stopped before publishing: tag refused") as info:
+        ship(s, plan, runner=script.runner)
+    assert script.called == ["git"]
+    assert info.value.outcome["state"] == "incomplete" and len(script.reports) == 1
+
+
+def test_a_nightly_stops_at_the_update_endpoint(repo) -> None:
+    from gestan_release.runbook import ship
+
+    s = settings_of(repo)
+    plan = plan_release(s, "nightly", "main")
+    script = Scripted()
+    result = ship(s, plan, runner=script.runner)
+    assert script.called == ["git", "build", "update endpoint"]
+    assert result["state"] == "released"
