@@ -131,7 +131,7 @@ def deliver(
     """Send each message once: skip what the ledger has done; for what was tried before and may
     have gone out (left `sending` by a crash, or `failed` after an answer that never came),
     ask the channel first; record every outcome. One failure never stops the others."""
-    from gestan_release.ledger import FAILED, PENDING_APPROVAL, SENDING
+    from gestan_release.ledger import FAILED, SENDING
 
     # key → Delivery (done before) or Receipt (done now)
     receipts: dict[str, Delivery | Receipt] = {}
@@ -154,13 +154,7 @@ def deliver(
                 result.failed.append((message.key, error))
                 continue
             if found is not None:
-                state = _state(found)
-                ledger.mark_done(message.key, found.external_id, found.url, state)
-                if state == PENDING_APPROVAL:
-                    result.pending_approval += 1
-                else:
-                    result.done += 1
-                receipts[message.key] = found
+                receipts[message.key] = _record(ledger, message.key, found, result)
                 continue
         to_send.append(message)
 
@@ -183,18 +177,19 @@ def deliver(
             if not outcome.permanent:
                 result.retryable += 1
         else:
-            state = _state(outcome)
-            ledger.mark_done(message.key, outcome.external_id, outcome.url, state)
-            if state == PENDING_APPROVAL:
-                result.pending_approval += 1
-            else:
-                result.done += 1
-            receipts[message.key] = outcome
+            receipts[message.key] = _record(ledger, message.key, outcome, result)
     bar.close()
     return receipts
 
 
-def _state(receipt: Receipt) -> str:
+def _record(ledger: DeliveryLedger, key: str, receipt: Receipt, result: StepResult) -> Receipt:
+    """A delivery that went out (now, or before a crash): done, or awaiting moderation."""
     from gestan_release.ledger import DONE, PENDING_APPROVAL
 
-    return PENDING_APPROVAL if receipt.state == "pending_approval" else DONE
+    if receipt.state == "pending_approval":
+        ledger.mark_done(key, receipt.external_id, receipt.url, PENDING_APPROVAL)
+        result.pending_approval += 1
+    else:
+        ledger.mark_done(key, receipt.external_id, receipt.url, DONE)
+        result.done += 1
+    return receipt

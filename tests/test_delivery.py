@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fakes.plans import u_plan
 
 from gestan_release import db
 from gestan_release.channels.base import Message, Post, Receipt
@@ -30,18 +31,7 @@ def _fresh_engines() -> Iterator[None]:
 
 
 def plan() -> Plan:
-    return Plan(
-        kind="u",
-        version=VERSION,
-        branch="release/15.4",
-        commit="c" * 40,
-        previous="15.4.0",
-        from_ref="v15.4.0",
-        channel="stable",
-        date="2026-11-27",
-        changelog={"from": "v15.4.0", "to": "c" * 40, "previous_version": "15.4.0",
-                   "tickets": [], "unknown": [], "reverted": []},
-    )  # fmt: skip
+    return u_plan(VERSION)
 
 
 def post(n: int) -> Post:

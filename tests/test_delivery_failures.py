@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.plans import u_plan
 from fakes.smtp import FakeSmtp, make_self_signed_cert
 
 from gestan_release import db
@@ -48,18 +49,7 @@ MAILS = [mail("alice", "Alice Martin"), mail("carol", BAD_NAME), mail("bob", "Bo
 
 
 def plan() -> Plan:
-    return Plan(
-        kind="u",
-        version="15.4.1",
-        branch="release/15.4",
-        commit="c" * 40,
-        previous="15.4.0",
-        from_ref="v15.4.0",
-        channel="stable",
-        date="2026-11-27",
-        changelog={"from": "v15.4.0", "to": "c" * 40, "previous_version": "15.4.0",
-                   "tickets": [], "unknown": [], "reverted": []},
-    )  # fmt: skip
+    return u_plan()
 
 
 def run(ledger: Ledger, sender, messages: list[Message]) -> StepResult:

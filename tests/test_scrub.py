@@ -13,6 +13,7 @@ import pytest
 from fakes.contracts import contracts_dir
 from fakes.echo import EchoHTTPServer, EchoingSmtpHandler, vanilla_echo, x_echo
 from fakes.openapi import FakeClock
+from fakes.plans import u_plan
 from fakes.smtp import PASSWORD, USERNAME, FakeSmtp, make_self_signed_cert
 from fakes.vanilla_server import FakeVanilla
 from fakes.x_server import FakeX
@@ -64,18 +65,7 @@ def ledger(tmp_path: Path) -> Ledger:
 
 
 def plan(version: str = "15.4.1") -> Plan:
-    return Plan(
-        kind="u",
-        version=version,
-        branch="release/15.4",
-        commit="c" * 40,
-        previous="15.4.0",
-        from_ref="v15.4.0",
-        channel="stable",
-        date="2026-11-27",
-        changelog={"from": "v15.4.0", "to": "c" * 40, "previous_version": "15.4.0",
-                   "tickets": [], "unknown": [], "reverted": []},
-    )  # fmt: skip
+    return u_plan(version)
 
 
 def deliver_one(ledger: Ledger, sender, message, channel: str) -> StepResult:
