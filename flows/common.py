@@ -28,8 +28,7 @@ from gestan_release.notes import preview as notes_preview
 from gestan_release.plan import Plan, allow_missing_overrides
 from gestan_release.prefect_support import quiet_display_hooks
 from gestan_release.settings import Secret, Settings, load
-
-SECRET_BLOCK_PREFIX = "gestan-release-"
+from gestan_release.workers import SECRET_BLOCK_PREFIX
 
 
 def _transient(task_: Any, task_run: Any, state: Any) -> bool:

@@ -245,3 +245,27 @@ def test_doctor_on_the_embedded_default_lists_every_loss(tmp_path: Path, capsys)
         "the update store (signed manifests)",
         "the update signing key",
     ]
+
+
+def test_secrets_the_environment_leaves_unset_come_from_secret_blocks_in_one_lookup(
+    git_repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.common as common
+
+    git_repo.commit("init")
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.invalid/api")
+    monkeypatch.setenv("GESTAN_RELEASE_SMTP_PASSWORD", "from-env-Qw8")
+    asked: list[set[str]] = []
+
+    def blocks(names: set[str]) -> dict[str, str]:
+        asked.append(set(names))
+        return {"gestan-release-x-bearer-token": "from-block-Qw8"}
+
+    monkeypatch.setattr(common, "_secret_blocks", blocks)
+    settings = common.load_settings(str(git_repo.path))
+    assert settings.smtp_password.get_secret_value() == "from-env-Qw8"  # the environment wins
+    assert settings.x_bearer_token.get_secret_value() == "from-block-Qw8"
+    assert settings.forum_token is None
+    [names] = asked  # one lookup, for the secrets still unset only
+    assert "gestan-release-x-bearer-token" in names
+    assert "gestan-release-smtp-password" not in names
