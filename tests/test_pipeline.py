@@ -1,5 +1,7 @@
-"""The pure parts of the runbook (plan, guard, preview, summary) on real git repositories and a
-real ticket store and ledger (SQLite and PostgreSQL), without Prefect."""
+"""The pure parts of the runbook (plan, guard, preview, summary) and its decisions (resume or plan
+anew, a reason to leave a fix out, approval once, the order of the steps and what a failure stops)
+on real git repositories and a real ticket store and ledger (SQLite and PostgreSQL), without
+Prefect."""
 
 from __future__ import annotations
 
@@ -313,3 +315,33 @@ def test_a_nightly_stops_at_the_update_endpoint(repo) -> None:
     result = ship(s, plan, runner=script.runner)
     assert script.called == ["git", "build", "update endpoint"]
     assert result["state"] == "released"
+
+
+def test_approval_is_asked_once_per_release_and_a_rejection_forgets_it(repo) -> None:
+    from gestan_release.ledger import Ledger
+    from gestan_release.steps import approval
+
+    s = settings_of(repo)
+    plan = plan_release(s, "full", "main")
+    ledger = Ledger(s.database_url)
+    record_start(ledger, plan)
+    asked: list[str] = []
+
+    def ask(settings, p) -> str:
+        asked.append(p.version)
+        return "Claire (RM)"
+
+    assert approval(s, ledger, plan, ask) is None and asked == []  # APPROVAL=none
+    required = s.replace(approval="required")
+    assert approval(required, ledger, plan, ask) == "Claire (RM)"
+    assert approval(required, ledger, plan, ask) is None and asked == ["15.5.0"]  # recorded
+    assert ledger.delivery("approval:15.5.0").external_id == "approved by Claire (RM)"
+
+    def reject(settings, p) -> str:
+        raise ReleaseError("rejected")
+
+    u = plan_release(s, "u", "release/15.4")  # another release, nothing approved yet
+    record_start(ledger, u)
+    with pytest.raises(ReleaseError, match="rejected"):
+        approval(required, ledger, u, reject)
+    assert ledger.release(u.version) is None  # planned afresh next time
