@@ -201,13 +201,6 @@ def _artifact_key(plan: Plan, what: str) -> str:
     return f"{what}-{plan.version}".replace(".", "-").lower()
 
 
-def _flow_run_id() -> str | None:
-    from prefect.runtime import flow_run
-
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
-
-
 class PrefectRunner(runbook.Runner):
     """The runbook's steps as the tasks above; logs in the run, the summary as an artifact, the
     `published` event. Big arguments (settings, the ledger, a plan with hundreds of tickets, the
@@ -249,7 +242,10 @@ class PrefectRunner(runbook.Runner):
         return event_id
 
     def flow_run_id(self) -> str | None:
-        return _flow_run_id()
+        from prefect.runtime import flow_run
+
+        run_id = flow_run.get_id()
+        return str(run_id) if run_id else None
 
 
 def cut(
@@ -286,50 +282,5 @@ def resume_release(
         raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
     with workspace(repo) as settings:
         if crashed_flow_run and not version:
-            return _resume_crashed(settings, crashed_flow_run)
+            return runbook.resume_crashed(settings, crashed_flow_run, PrefectRunner())
         return runbook.resume(settings, version, PrefectRunner())
-
-
-def _resume_crashed(settings: Settings, reference: str) -> dict[str, Any]:
-    """Finish the release of a flow run that crashed or went silent (prefect.yaml's triggers).
-
-    The release lock is the truth about whether that run is gone: its lease is renewed while its
-    process lives. So take the lock first (waiting out one lease), and only then mark a silent
-    run `Lost` and finish its release; a run still renewing the lock is left alone."""
-    from gestan_release import prefect_support as ps
-    from gestan_release.db import ensure_state_dir
-    from gestan_release.ledger import Ledger
-
-    logger = get_run_logger()
-    run_id = ps.flow_run_id_of(reference)
-    state = ps.flow_run_state(run_id)
-    ensure_state_dir(settings)
-    lock = runbook.release_lock(settings, wait=max(settings.lock_wait, settings.lock_lease * 1.5))
-    try:
-        lock.acquire()
-    except ReleaseError:
-        if state in ("RUNNING", "PAUSED"):
-            text = (
-                f"Flow run {run_id} is {state.lower()} and still renews the release lock: it is "
-                f"alive, nothing to resume.\n"
-            )
-            logger.info(text.strip())
-            return {"version": None, "summary": text}
-        raise
-    with lock:  # already taken: entering starts its heartbeat
-        if state in ("RUNNING", "PAUSED", "PENDING"):
-            ps.mark_lost(
-                run_id,
-                f"no heartbeat and its release lock expired: finished by flow run "
-                f"{_flow_run_id() or '(outside Prefect)'}",
-            )
-        known = Ledger(settings.database_url).release_of_flow_run(run_id)
-        if known is None:
-            text = (
-                f"Flow run {run_id} recorded no release before it stopped: nothing was done, "
-                f"nothing to resume.\n"
-            )
-            logger.info(text.strip())
-            return {"version": None, "summary": text}
-        logger.info(f"flow run {run_id} stopped during {known.label}: finishing it")
-        return runbook.ship(settings, Plan.from_json(known.plan), lock, PrefectRunner())

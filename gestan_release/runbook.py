@@ -3,10 +3,11 @@
     preflight → plan → guard → (dry run: preview, stop) → approval → git → build →
     update endpoint → tickets released → X → forum → mail → summary
 
-`cut` and `resume` run it under the repository's lock; `ship` is its side-effect half, the steps
-of `STEPS` top to bottom. The steps themselves are plain functions (`plan`, `notes`, `steps`); a
-`Runner` says how each is called: directly (`Runner()`: the bench, the tests) or as a Prefect
-task with its retry policy (`flows/common.py`). The policy, the same on both paths:
+`cut`, `resume` and `resume_crashed` run it under the repository's lock; `ship` is its
+side-effect half, the steps of `STEPS` top to bottom. The steps themselves are plain functions
+(`plan`, `notes`, `steps`); a `Runner` says how each is called: directly (`Runner()`: the bench,
+the tests) or as a Prefect task with its retry policy (`flows/common.py`). The policy, the same
+on both paths:
 - git or build fails: nothing can be published without its tag and build: the release stops,
   marked incomplete with its summary (`IncompleteRelease`);
 - a channel fails: recorded in the ledger, the others go on; the release ends incomplete
@@ -246,6 +247,56 @@ def resume(settings: Settings, version: str | None, runner: Runner | None = None
     runner.log(f"resuming {plan.label}: what is done is skipped")
     with release_lock(settings) as lock:
         return ship(settings, plan, lock, runner)
+
+
+def resume_crashed(
+    settings: Settings, reference: str, runner: Runner | None = None
+) -> dict[str, Any]:
+    """Finish the release of a flow run that crashed or went silent (prefect.yaml's triggers).
+
+    The release lock is the truth about whether that run is gone: its lease is renewed while its
+    process lives. So take the lock first (waiting out one lease), and only then mark a silent
+    run `Lost` and finish its release; a run still renewing the lock is left alone."""
+    from gestan_release import prefect_support as ps
+    from gestan_release.db import ensure_state_dir
+    from gestan_release.ledger import Ledger
+
+    runner = runner or Runner()
+    run_id = ps.flow_run_id_of(reference)
+    state = ps.flow_run_state(run_id)
+    ensure_state_dir(settings)
+    lock = release_lock(settings, wait=max(settings.lock_wait, settings.lock_lease * 1.5))
+    try:
+        lock.acquire()
+    except ReleaseError:
+        if state in ("RUNNING", "PAUSED"):
+            return _nothing_to_resume(
+                runner,
+                f"Flow run {run_id} is {state.lower()} and still renews the release lock: it is "
+                f"alive, nothing to resume.",
+            )
+        raise
+    with lock:  # already taken: entering starts its heartbeat
+        if state in ("RUNNING", "PAUSED", "PENDING"):
+            ps.mark_lost(
+                run_id,
+                f"no heartbeat and its release lock expired: finished by flow run "
+                f"{runner.flow_run_id() or '(outside Prefect)'}",
+            )
+        known = Ledger(settings.database_url).release_of_flow_run(run_id)
+        if known is None:
+            return _nothing_to_resume(
+                runner,
+                f"Flow run {run_id} recorded no release before it stopped: nothing was done, "
+                f"nothing to resume.",
+            )
+        runner.log(f"flow run {run_id} stopped during {known.label}: finishing it")
+        return ship(settings, Plan.from_json(known.plan), lock, runner)
+
+
+def _nothing_to_resume(runner: Runner, text: str) -> dict[str, Any]:
+    runner.log(text)
+    return {"version": None, "summary": text + "\n"}
 
 
 def ship(
