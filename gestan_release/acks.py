@@ -272,3 +272,16 @@ def acknowledge(
         deliver(ledger, INTAKE, senders["forum"], comments, "forum", forum_step)
         result.failed += forum_step.failed
     return result
+
+
+def run_ack(settings: Settings, store: Any, ledger: Any, ids: list[int] | None) -> AckResult:
+    """`acknowledge` through the channels the settings enable (closed after): what `tickets ack`,
+    `tickets sync`, the `intake` flow and the demo run."""
+    from gestan_release.channels import check_settings, close_all, senders_for
+
+    check_settings(settings)
+    senders = senders_for(settings)
+    try:
+        return acknowledge(settings, ledger, store, senders, ids)
+    finally:
+        close_all(senders)
