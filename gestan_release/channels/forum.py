@@ -37,10 +37,10 @@ What "never twice" means on the forum:
   approves both). A follow-up part cannot be posted while its discussion awaits approval.
 - Vanilla has no idempotency key; a post deleted by a moderator is not found and would be re-posted.
 
-About 500 lines on purpose (one outside service, one module): posting, finding by marker and
-completing the parts of a post are one state machine over the same client. Cutting a body into
-parts is `forum_parts`; HTTP, retries and waits are `channels.http` and `gestan_release.retry`;
-reading bug reports is `forum_reader`.
+Why one module: about 500 lines on purpose (one outside service, one module): posting, finding
+by marker and completing the parts of a post are one state machine over the same client. Cutting a
+body into parts is `forum_parts`; HTTP, retries and waits are `channels.http` and
+`gestan_release.retry`; reading bug reports is `forum_reader`.
 """
 
 from __future__ import annotations
