@@ -164,7 +164,7 @@ def validate_discussion(row: dict[str, Any]) -> DiscussionFields:
         raise InvalidField("the discussion has no title")
     title = _one_line(name)[:300]
     url = row.get("url")
-    from gestan_release.messages import safe_url
+    from gestan_release.templating import safe_url
 
     url = safe_url(url) if isinstance(url, str) else None
     user = row.get("insertUserID")
@@ -270,7 +270,7 @@ def classify(
         return ForumReport(state=ECARTE, reason=reporter, **base), None
     stored = existing.get(f.discussion_id)
     if stored is not None and f.discussion_id not in owned:
-        from gestan_release.messages import discussion_id
+        from gestan_release.usertext import discussion_id
 
         if discussion_id(stored.forum_url) != f.discussion_id:
             return (
