@@ -34,7 +34,7 @@ from typing import Any
 from gestan_release.errors import ConfigError
 from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
-from gestan_release.ticket_import import ticket_from_mapping
+from gestan_release.ticket_fields import ticket_from_mapping
 from gestan_release.tickets import Priority, Ticket
 from gestan_release.validation import url_host
 
@@ -202,7 +202,7 @@ def validate_reporter(user: dict[str, Any] | None) -> tuple[str, str] | str:
     if not isinstance(email, str) or not email.strip():
         return "the reporter has no e-mail address on the forum"
     name = _one_line(str(user.get("name") or ""))
-    from gestan_release.ticket_import import validate_email_address
+    from gestan_release.ticket_fields import validate_email_address
 
     try:
         return name, validate_email_address(email.strip())
