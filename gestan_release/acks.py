@@ -69,40 +69,48 @@ def _view(ticket: Ticket) -> _View:
 
 def ack_mail(ticket: Ticket, mail_from: str, next_label: str | None) -> Mail:
     """The acknowledgement of `ticket` at its current priority (pure)."""
-    context = {
-        "ticket": _view(ticket),
-        "priority": ticket.priority.value,
-        "reporter": flat(ticket.reporter_name or ""),
-        "next_label": next_label,
-    }
-    return Mail(
-        key=f"ack:{ticket.id}",
-        to_name=ticket.reporter_name,
-        to_email=ticket.reporter_email,
-        **mail_texts("mail_ack", **context),
-        message_id=ack_message_id(ticket, mail_from),
-        ticket_ids=(ticket.id,),
-    )
+    message_id = ack_message_id(ticket, mail_from)
+    return _mail_to_reporter(ticket, "mail_ack", f"ack:{ticket.id}", message_id, next_label)
 
 
 def raise_mail(
     ticket: Ticket, previous: Priority, ack_id: str, mail_from: str, next_label: str | None
 ) -> Mail:
     """The short update when the priority went up from `previous` (replies to the ack)."""
+    return _mail_to_reporter(
+        ticket,
+        "mail_ack_raised",
+        f"ack:{ticket.id}:{ticket.priority.value}",
+        ack_message_id(ticket, mail_from, ticket.priority),
+        next_label,
+        in_reply_to=ack_id,
+        previous=previous.value,
+    )
+
+
+def _mail_to_reporter(
+    ticket: Ticket,
+    template: str,
+    key: str,
+    message_id: str,
+    next_label: str | None,
+    in_reply_to: str | None = None,
+    **extra: Any,
+) -> Mail:
     context = {
         "ticket": _view(ticket),
         "priority": ticket.priority.value,
-        "previous": previous.value,
         "reporter": flat(ticket.reporter_name or ""),
         "next_label": next_label,
+        **extra,
     }
     return Mail(
-        key=f"ack:{ticket.id}:{ticket.priority.value}",
+        key=key,
         to_name=ticket.reporter_name,
         to_email=ticket.reporter_email,
-        **mail_texts("mail_ack_raised", **context),
-        message_id=ack_message_id(ticket, mail_from, ticket.priority),
-        in_reply_to=ack_id,
+        **mail_texts(template, **context),
+        message_id=message_id,
+        in_reply_to=in_reply_to,
         ticket_ids=(ticket.id,),
     )
 
