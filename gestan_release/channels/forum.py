@@ -156,20 +156,14 @@ class ForumSender(HttpChannel):
             return self._send_topic(message)
         if isinstance(message, ForumComment):
             return self._send_comment(message)
-        raise DeliveryError(
-            f"the forum channel only sends topics and comments, not {type(message).__name__}",
-            permanent=True,
-        )
+        raise _not_ours(message)
 
     def find_existing(self, message: Message) -> Receipt | None:
         if isinstance(message, ForumTopic):
             return self._find_topic(message)
         if isinstance(message, ForumComment):
             return self._find_comment(message)
-        raise DeliveryError(
-            f"the forum channel only sends topics and comments, not {type(message).__name__}",
-            permanent=True,
-        )
+        raise _not_ours(message)
 
     def check(self) -> str:
         """Verify the token (`GET /api/v2/users/me`) and the category; posts nothing."""
@@ -529,3 +523,10 @@ class ForumSender(HttpChannel):
             f"the forum refused the request (HTTP {status}) while {what}{detail}",
             permanent=True,
         )
+
+
+def _not_ours(message: Message) -> DeliveryError:
+    return DeliveryError(
+        f"the forum channel only sends topics and comments, not {type(message).__name__}",
+        permanent=True,
+    )
