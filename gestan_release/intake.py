@@ -34,7 +34,7 @@ from typing import Any
 from gestan_release.errors import ConfigError
 from gestan_release.progress import NULL, Progress
 from gestan_release.settings import Settings
-from gestan_release.ticket_import import ticket_from_mapping
+from gestan_release.ticket_fields import ticket_from_mapping
 from gestan_release.tickets import Priority, Ticket
 from gestan_release.validation import url_host
 
@@ -164,7 +164,7 @@ def validate_discussion(row: dict[str, Any]) -> DiscussionFields:
         raise InvalidField("the discussion has no title")
     title = _one_line(name)[:300]
     url = row.get("url")
-    from gestan_release.messages import safe_url
+    from gestan_release.templating import safe_url
 
     url = safe_url(url) if isinstance(url, str) else None
     user = row.get("insertUserID")
@@ -202,7 +202,7 @@ def validate_reporter(user: dict[str, Any] | None) -> tuple[str, str] | str:
     if not isinstance(email, str) or not email.strip():
         return "the reporter has no e-mail address on the forum"
     name = _one_line(str(user.get("name") or ""))
-    from gestan_release.ticket_import import validate_email_address
+    from gestan_release.ticket_fields import validate_email_address
 
     try:
         return name, validate_email_address(email.strip())
@@ -270,7 +270,7 @@ def classify(
         return ForumReport(state=ECARTE, reason=reporter, **base), None
     stored = existing.get(f.discussion_id)
     if stored is not None and f.discussion_id not in owned:
-        from gestan_release.messages import discussion_id
+        from gestan_release.usertext import discussion_id
 
         if discussion_id(stored.forum_url) != f.discussion_id:
             return (

@@ -15,7 +15,8 @@ import pytest
 from gestan_release import db
 from gestan_release.cli import main
 from gestan_release.errors import TicketError
-from gestan_release.ticket_import import parse_reporter, read_import_file
+from gestan_release.ticket_fields import parse_reporter
+from gestan_release.ticket_import import read_import_file
 from gestan_release.ticket_lookup import lookup_tickets
 from gestan_release.ticket_store import ImportSummary, TicketStore
 from gestan_release.tickets import Priority, Ticket

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fakes.contracts import contracts_dir
 
-from gestan_release.messages import weighted_length
+from gestan_release.usertext import weighted_length
 
 _SUITE = yaml.safe_load(
     (contracts_dir() / "twitter-text" / "validate.yml").read_text(encoding="utf-8")

@@ -65,18 +65,6 @@ def _print_ack(result: Any) -> int:
     return 1 if result.failed or result.refused else 0
 
 
-def run_ack(settings: Any, store: Any, ledger: Any, ids: list[int] | None) -> Any:
-    from gestan_release.acks import acknowledge
-    from gestan_release.channels import check_settings, close_all, senders_for
-
-    check_settings(settings)
-    senders = senders_for(settings)
-    try:
-        return acknowledge(settings, ledger, store, senders, ids)
-    finally:
-        close_all(senders)
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     """take the triaged bug reports in from the forum, then acknowledge them
 
@@ -86,6 +74,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     priority; one without is listed 'à trier'. Incremental and safe to interrupt: the next run goes
     on where this one stopped. Then sends the acknowledgement mail of every new ticket (once),
     unless --no-ack."""
+    from gestan_release.acks import run_ack
     from gestan_release.channels.forum_reader import ForumReader
     from gestan_release.console import View
     from gestan_release.intake import sync
@@ -115,6 +104,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
     each forum-tracked open ticket not yet acknowledged, or of the tickets ID…, once, through SMTP
     or the Maildir outbox; mail one short update for a priority raised since. Its Message-ID is
     stored so the 'fixed' mail threads under it."""
+    from gestan_release.acks import run_ack
+
     settings, store, ledger = _open(args)
     return _print_ack(run_ack(settings, store, ledger, args.ids or None))
 
@@ -130,7 +121,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gestan_release.errors import ConfigError
-    from gestan_release.promises import load_facts, measure
+    from gestan_release.promise_facts import load_facts
+    from gestan_release.promises import measure
     from gestan_release.report import write_report
 
     since = None
