@@ -102,15 +102,7 @@ def test_delivery_lifecycle(ledger: Ledger) -> None:
 
 
 def test_mark_sending_many_records_a_batch_in_one_go(ledger: Ledger) -> None:
-    ledger.start_release(
-        version="15.4.1",
-        kind="u",
-        label="15.4 U1",
-        tag="v15.4.1",
-        channel="stable",
-        previous_version="15.4.0",
-        plan={},
-    )
+    start(ledger)
     ledger.mark_sending("mail:15.4.1:a@x.fr", "15.4.1", "mail")
     ledger.mark_failed("mail:15.4.1:a@x.fr", "451 try later")
     keys = ["mail:15.4.1:a@x.fr", "mail:15.4.1:b@x.fr", "mail:15.4.1:c@x.fr"]
