@@ -140,9 +140,13 @@ def make_ledger(directory: Path, tickets: int, releases: int) -> str:
     import sqlalchemy as sa
 
     from gestan_release import db
-    from gestan_release.db import TicketRecord
-    from gestan_release.intake_store import ForumReportRecord, TicketAckRecord
-    from gestan_release.ledger import ReleaseRecord, ReleaseTicketRecord
+    from gestan_release.tables import (
+        ForumReportRecord,
+        ReleaseRecord,
+        ReleaseTicketRecord,
+        TicketAckRecord,
+        TicketRecord,
+    )
 
     url = f"sqlite:///{directory / 'gestan.db'}"
     db.upgrade(url)

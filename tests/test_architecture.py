@@ -70,6 +70,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             G + "db",
             G + "tables",
             G + "ledger",
+            G + "release_book",
+            G + "delivery_book",
             G + "lock",
             G + "ticket_store",
             G + "ticket_lookup",
@@ -131,7 +133,17 @@ PREFECT_MODULES = (
 # The only module of the library that imports `flows/` (the flows import the library).
 FLOW_RUNNERS = (G + "flowrun",)
 # Side by side in the edges: a channel sends and a store records; neither knows the other.
-STORES = ("db", "tables", "ledger", "lock", "ticket_store", "ticket_lookup", "intake_store")
+STORES = (
+    "db",
+    "tables",
+    "ledger",
+    "release_book",
+    "delivery_book",
+    "lock",
+    "ticket_store",
+    "ticket_lookup",
+    "intake_store",
+)
 APART = (((G + "channels", G + "updates"), tuple(G + s for s in (*STORES, "promise_facts"))),)
 # A module over this many lines needs a line of its docstring starting with WHOLE (the reason).
 MAX_LINES = 400
@@ -140,8 +152,6 @@ WHOLE = "Why one module:"
 PENDING_SPLITS = (
     "flows/common.py",
     "gestan_release/intake.py",
-    "gestan_release/intake_store.py",
-    "gestan_release/ledger.py",
     "gestan_release/pipeline.py",
 )
 
@@ -267,7 +277,7 @@ def test_the_graph_is_read() -> None:
 
 # Being split by other work of issue 12 (ledger.py's tables move out, lock imports them): the lead
 # empties this at the merge. Nothing else may be added here.
-PENDING_CYCLES: list[list[str]] = [[G + "ledger", G + "lock"]]
+PENDING_CYCLES: list[list[str]] = []
 
 
 def test_no_import_cycle() -> None:
