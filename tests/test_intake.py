@@ -22,10 +22,10 @@ from fakes.vanilla_server import (
 from gestan_release import db
 from gestan_release.channels.forum_reader import ForumReader, MissingEmailScope
 from gestan_release.errors import ConfigError, DeliveryError
-from gestan_release.intake import (
+from gestan_release.intake import sync
+from gestan_release.intake_fields import (
     InvalidField,
     priority_tags,
-    sync,
     validate_discussion,
     validate_reporter,
 )
@@ -478,7 +478,7 @@ def test_cli_sync_acks_lists_and_fails_in_one_line(tmp_path, monkeypatch, forum,
 
 
 def test_a_forum_report_goes_through_the_same_validation_as_an_import() -> None:
-    from gestan_release.intake import classify
+    from gestan_release.intake_fields import classify
 
     def row(**over):
         base = {
