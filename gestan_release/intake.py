@@ -25,6 +25,7 @@ What one discussion becomes (the settings, the validation of its fields, `classi
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,8 @@ def sync(
     `FORUM_FULL_SYNC_HOURS` schedule decide."""
     from gestan_release.ticket_store import TicketStore
 
+    # Opened for the first page to write: a re-sync with nothing new needs no ticket store.
+    tickets = functools.cache(lambda: TicketStore(settings.database_url))
     categories = bug_categories(settings)
     mapping = priority_tags(settings)
     ids = {c: reader.category_id(c) for c in categories}
@@ -105,9 +108,9 @@ def sync(
     summary = SyncSummary(categories=ids, full=bool(full))
     started = now()
     for entry, cid in ids.items():
-        _CategorySync(
-            settings, reader, store, TicketStore(settings.database_url), summary, tag_priorities
-        ).run(entry, cid, set(ids.values()), bool(full), started, progress)
+        _CategorySync(settings, reader, store, tickets, summary, tag_priorities).run(
+            entry, cid, set(ids.values()), bool(full), started, progress
+        )
     if full:
         store.set_state("full:at", started.isoformat())
     summary.reprioritised.sort()
@@ -122,7 +125,7 @@ class _CategorySync:
         settings: Settings,
         reader: Any,
         store: Any,
-        tickets: Any,
+        tickets: Callable[[], Any],
         summary: SyncSummary,
         tag_priorities: dict[int, Priority],
     ) -> None:
@@ -145,12 +148,12 @@ class _CategorySync:
         started: dt.datetime,
         progress: Progress,
     ) -> None:
-        from gestan_release.intake_store import DELETED, ECARTE
-
         reader, store, summary = self.reader, self.store, self.summary
         self.key = f"category:{cid}"
         cursor = self.cursor = store.state(self.key) or {"after_id": 0, "updated_since": None}
         if full:
+            from gestan_release.intake_store import DELETED, ECARTE
+
             # A full scan resumes where a crash stopped it (`full_after`); deletions are looked
             # for among the ids this run covered.
             start = cursor.get("full_after", 0)
@@ -196,7 +199,7 @@ class _CategorySync:
         page_ids = [r["discussionID"] for r in rows if isinstance(r.get("discussionID"), int)]
         before = {r.discussion_id: r for r in self.store.reports_among(page_ids)}
         owned = {i for i, r in before.items() if r.state == TICKET}
-        existing = self.tickets.get_many(page_ids)
+        existing = self.tickets().get_many(page_ids)
         # Reporters are only needed for tagged discussions (à trier ones get no mail).
         users = self.reader.users(
             [
