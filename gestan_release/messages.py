@@ -14,7 +14,6 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +23,7 @@ from gestan_release.errors import ReleaseError
 from gestan_release.templating import render_template
 from gestan_release.templating import safe_url as _safe_url
 from gestan_release.tickets import Priority, Ticket
+from gestan_release.tweet_length import extract_urls, weighted_length
 from gestan_release.validation import without_unsafe
 from gestan_release.versions import Version
 
@@ -87,15 +87,6 @@ class ReleaseMessages:
 # -- small pure helpers ----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def weighted_length(text: str) -> int:
-    """X's weighted length of `text` (URLs count 23, CJK and emoji 2), by twitter-text."""
-    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
-    from twitter_text import parse_tweet
-
-    return parse_tweet(text).weightedLength
-
-
 def discussion_id(forum_url: str | None) -> int | None:
     """The Vanilla discussion id of a forum URL (`/discussion/3226/slug` → 3226), else None."""
     if not forum_url:
@@ -124,7 +115,7 @@ def neutralise(text: str) -> str:
     """
     spans = [m.span() for regex in (_SCHEME_URL, _WWW, _EMAIL) for m in regex.finditer(text)]
     if "." in text:
-        spans += [tuple(u["indices"]) for u in _bare_urls(text)]
+        spans += [tuple(u["indices"]) for u in extract_urls(text)]
     out, pos = [], 0
     for start, end in _merged(spans):
         out.append(text[pos:start])
@@ -135,13 +126,6 @@ def neutralise(text: str) -> str:
     defanged = "".join(out)
     unmentioned = _MENTION.sub(lambda m: m.group(1) + _NBSP, defanged)
     return _TAG.sub(lambda m: m.group(1) + _NBSP, unmentioned)
-
-
-def _bare_urls(text: str) -> list[dict[str, Any]]:
-    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
-    from twitter_text import extract_urls_with_indices
-
-    return extract_urls_with_indices(text)
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -24,9 +24,9 @@ from gestan_release.messages import (
     release_messages,
     render_preview,
     reporter_mails,
-    weighted_length,
 )
 from gestan_release.tickets import Priority, Ticket
+from gestan_release.tweet_length import weighted_length
 from gestan_release.versions import Version
 
 MAIL_FROM = "Support Gestan <support@gestan.fr>"
