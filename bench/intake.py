@@ -123,7 +123,8 @@ def cli(args: list[str], env: dict[str, str], cpu_key: str | None = None) -> flo
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "gestan_release.cli", *args],
+        # -P: the tree is the one PYTHONPATH names, not the current directory's.
+        [sys.executable, "-P", "-m", "gestan_release.cli", *args],
         env=env,
         capture_output=True,
         text=True,
