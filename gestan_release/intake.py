@@ -20,6 +20,8 @@ listing.
 
 What one discussion becomes (the settings, the validation of its fields, `classify`) is
 `gestan_release.intake_fields`; this module is the sync that reads the forum and writes the store.
+Given an `intake_cursors.LazyIntakeStore`, a re-sync with nothing new reads its cursors with the
+stdlib and opens no store at all (nor a ticket store: that one is opened for the first page).
 """
 
 from __future__ import annotations

@@ -79,9 +79,8 @@ class LazyIntakeStore:
         return json.loads(text) if text is not None else None
 
     def set_state(self, name: str, value: Any) -> None:
-        if self._cursors is not None and self._cursors.get(name) == json.dumps(
-            value, sort_keys=True
-        ):
+        known = self._cursors.get(name) if self._cursors is not None else None
+        if known is not None and known == json.dumps(value, sort_keys=True):
             return  # what the store holds already (IntakeStore would write nothing either)
         self.open().set_state(name, value)
 
