@@ -32,7 +32,8 @@ def _resource_string(module: str, name: str) -> bytes:
 @cache
 def _twitter_text() -> ModuleType:
     """The `twitter_text` package, imported without `pkg_resources` unless something else
-    imported that already. The stand-in sits in `sys.modules` only while the package loads."""
+    imported that already. The stand-in sits in `sys.modules` only while the package loads (a
+    tenth of a second, once per process; nothing of ours imports `pkg_resources` meanwhile)."""
     with _importing:
         if "pkg_resources" in sys.modules or "twitter_text" in sys.modules:
             import twitter_text
