@@ -19,11 +19,17 @@ rounds, each on a fresh state directory:
 Reports the median of each, the median of the per-round ratios sync / floor, and PASS/FAIL for
 the targets of issue 10: (b) <= 30 s, (c) <= 1 s, (d) <= 3 s (exit status 1 if one fails).
 
+With `--baseline DIR` (another source tree, e.g. `git worktree add /tmp/base main`), each round
+also times DIR's re-sync on the same database, alternating with this tree's (the order flips
+every round, `--resyncs` of each), and reports the ratio of the medians (this tree / DIR).
+
     python bench/intake.py                      # 10,000 discussions, 3 rounds (~3 min)
     python bench/intake.py --runs 5 --json out.json
+    python bench/intake.py --runs 5 --resyncs 3 --baseline /tmp/base
 
-Last run (2 shared CPUs, load average ~4.6, medians of 3): floor 5.67 s; sync 16.09 s (2.41 x
-floor) PASS; re-sync 1.21 s (CPU 0.92 s) FAIL by 21 %; report 1.90 s PASS.
+Last run (2 shared CPUs, load average ~3.4, 5 rounds, --resyncs 3 --baseline main): floor 3.34 s;
+sync 6.68 s (2.19 x floor) PASS; re-sync 0.41 s (CPU 0.30 s) PASS, main's 0.86 s (ratio 0.47);
+report 1.14 s PASS.
 """
 
 from __future__ import annotations
@@ -107,7 +113,7 @@ def floor(url: str) -> float:
     return time.perf_counter() - start
 
 
-CPU: dict[str, list[float]] = {"sync": [], "resync": [], "report": []}
+CPU: dict[str, list[float]] = {"sync": [], "resync": [], "report": [], "baseline": []}
 
 
 def cli(args: list[str], env: dict[str, str], cpu_key: str | None = None) -> float:
@@ -118,7 +124,8 @@ def cli(args: list[str], env: dict[str, str], cpu_key: str | None = None) -> flo
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "gestan_release.cli", *args],
+        # -P: the tree is the one PYTHONPATH names, not the current directory's.
+        [sys.executable, "-P", "-m", "gestan_release.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -262,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--releases", type=int, default=200, help="releases of the report's ledger")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        help="a source tree whose re-sync is timed too, alternating with this one's",
+    )
+    parser.add_argument(
+        "--resyncs", type=int, default=1, help="re-syncs of each tree per round (default: 1)"
+    )
+    parser.add_argument(
         "--json", metavar="FILE", help="also write the results as JSON ('-': stdout)"
     )
     args = parser.parse_args(argv)
@@ -279,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         "PYTHONPATH": str(ROOT),
     }
     results: dict[str, list[float]] = {"floor": [], "sync": [], "resync": [], "report": []}
+    if args.baseline:
+        results["baseline"] = []
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         ledger_dir = Path(tmp) / "ledger"
         ledger_dir.mkdir()
@@ -292,16 +310,24 @@ def main(argv: list[str] | None = None) -> int:
                 results["floor"].append(floor(url))
                 sync_args = ["--repo", str(repo), "tickets", "sync", "--no-ack"]
                 results["sync"].append(cli(sync_args, env, "sync"))
-                results["resync"].append(cli(sync_args, env, "resync"))
+                trees = [("resync", env)]
+                if args.baseline:
+                    trees.append(("baseline", env | {"PYTHONPATH": str(args.baseline.resolve())}))
+                    if n % 2 == 0:
+                        trees.reverse()
+                for _ in range(args.resyncs):
+                    for key, tree_env in trees:
+                        results[key].append(cli(sync_args, tree_env, key))
                 report_env = base_env | {"GESTAN_RELEASE_DATABASE_URL": ledger_url}
                 out = Path(tmp) / f"report-{n}.html"
                 results["report"].append(
                     cli(["--repo", str(repo), "report", "--out", str(out)], report_env, "report")
                 )
+                baseline = f" (baseline {results['baseline'][-1]:.2f} s)" if args.baseline else ""
                 print(
                     f"round {n}: floor {results['floor'][-1]:.2f} s, sync "
-                    f"{results['sync'][-1]:.2f} s, re-sync {results['resync'][-1]:.2f} s, "
-                    f"report {results['report'][-1]:.2f} s"
+                    f"{results['sync'][-1]:.2f} s, re-sync {results['resync'][-1]:.2f} s"
+                    f"{baseline}, report {results['report'][-1]:.2f} s"
                 )
             from gestan_release.ticket_store import TicketStore
 
@@ -320,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  (a) floor (bare httpx, same pages)   {med['floor']:7.2f} s")
     print(f"  (b) tickets sync, whole process      {med['sync']:7.2f} s   = {ratio:.2f} x floor")
     print(f"  (c) re-sync, nothing new             {med['resync']:7.2f} s")
+    if args.baseline:
+        cpu_ratio = statistics.median(CPU["resync"]) / statistics.median(CPU["baseline"])
+        print(
+            f"      baseline {args.baseline}: {med['baseline']:.2f} s; this tree / baseline = "
+            f"{med['resync'] / med['baseline']:.2f} (CPU {cpu_ratio:.2f})"
+        )
     print(
         f"  (d) report, {args.tickets:,} tickets / {args.releases} releases {med['report']:7.2f} s"
     )

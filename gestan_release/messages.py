@@ -20,7 +20,8 @@ from gestan_release.channels.base import ForumComment, ForumTopic, Mail, Message
 from gestan_release.errors import ReleaseError
 from gestan_release.templating import render_template, safe_url
 from gestan_release.tickets import Priority, Ticket
-from gestan_release.usertext import discussion_id, flat, neutralise, nfc, weighted_length
+from gestan_release.tweet_length import weighted_length
+from gestan_release.usertext import discussion_id, flat, neutralise, nfc
 from gestan_release.versions import Version
 
 X_MAX_WEIGHTED_LENGTH = 280

@@ -1,8 +1,8 @@
 """What a reporter wrote, made fit to publish from the official account (pure).
 
 A title or a name is flattened to one line without the characters `validation` refuses (`flat`),
-and made inert for X and the forum (`neutralise`: no link, mention, hashtag or cashtag); X counts
-it by its weighted length (`weighted_length`, twitter-text). A forum URL names its discussion
+and made inert for X and the forum (`neutralise`: no link, mention, hashtag or cashtag; the URLs
+X would find come from `tweet_length`). A forum URL names its discussion
 (`discussion_id`). `messages` and `acks` build their texts from these.
 """
 
@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
-from typing import Any
 from urllib.parse import urlsplit
 
+from gestan_release.tweet_length import extract_urls
 from gestan_release.validation import without_unsafe
 
 # Vanilla discussion URLs: https://forum.gestan.fr/discussion/3226/slug (the slug is optional).
@@ -30,15 +29,6 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[\w\"])")
 _TAG = re.compile(r"(?<![A-Za-z0-9_])([#＃$＄])(?=[^\W\d])")
 _NBSP = "\u00a0"
-
-
-@lru_cache(maxsize=256)
-def weighted_length(text: str) -> int:
-    """X's weighted length of `text` (URLs count 23, CJK and emoji 2), by twitter-text."""
-    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
-    from twitter_text import parse_tweet
-
-    return parse_tweet(text).weightedLength
 
 
 def discussion_id(forum_url: str | None) -> int | None:
@@ -60,7 +50,7 @@ def neutralise(text: str) -> str:
     """
     spans = [m.span() for regex in (_SCHEME_URL, _WWW, _EMAIL) for m in regex.finditer(text)]
     if "." in text:
-        spans += [tuple(u["indices"]) for u in _bare_urls(text)]
+        spans += [tuple(u["indices"]) for u in extract_urls(text)]
     out, pos = [], 0
     for start, end in _merged(spans):
         out.append(text[pos:start])
@@ -71,13 +61,6 @@ def neutralise(text: str) -> str:
     defanged = "".join(out)
     unmentioned = _MENTION.sub(lambda m: m.group(1) + _NBSP, defanged)
     return _TAG.sub(lambda m: m.group(1) + _NBSP, unmentioned)
-
-
-def _bare_urls(text: str) -> list[dict[str, Any]]:
-    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
-    from twitter_text import extract_urls_with_indices
-
-    return extract_urls_with_indices(text)
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

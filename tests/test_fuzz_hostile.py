@@ -38,7 +38,7 @@ from gestan_release.messages import (
 from gestan_release.templating import safe_url
 from gestan_release.ticket_fields import ticket_from_mapping
 from gestan_release.tickets import Ticket
-from gestan_release.usertext import weighted_length
+from gestan_release.tweet_length import weighted_length
 from gestan_release.validation import is_clean
 from gestan_release.versions import Version
 

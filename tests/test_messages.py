@@ -24,7 +24,8 @@ from gestan_release.messages import (
     reporter_mails,
 )
 from gestan_release.tickets import Priority, Ticket
-from gestan_release.usertext import discussion_id, neutralise, weighted_length
+from gestan_release.tweet_length import weighted_length
+from gestan_release.usertext import discussion_id, neutralise
 from gestan_release.versions import Version
 
 MAIL_FROM = "Support Gestan <support@gestan.fr>"

@@ -41,15 +41,14 @@ def register(sub: Any) -> None:
     )
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from gestan_release.db import ensure_state_dir
-    from gestan_release.intake_store import IntakeStore
+def _stores(settings: Any, store: Any = None) -> tuple[Any, Any]:
+    """The intake store (`store` opened, or a new one) and the ledger, the state directory made
+    and the schema migrated."""
+    from gestan_release.intake_cursors import LazyIntakeStore
     from gestan_release.ledger import Ledger
 
-    settings = settings_from(args)
-    ensure_state_dir(settings)
-    assert settings.database_url is not None
-    return settings, IntakeStore(settings.database_url), Ledger(settings.database_url)
+    intake = (store if store is not None else LazyIntakeStore(settings)).open()
+    return intake, Ledger(intake.url)
 
 
 def _print_ack(result: Any) -> int:
@@ -78,8 +77,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from gestan_release.channels.forum_reader import ForumReader
     from gestan_release.console import View
     from gestan_release.intake import sync
+    from gestan_release.intake_cursors import LazyIntakeStore
 
-    settings, store, ledger = _open(args)
+    # Opened when there is something to write: a re-sync with nothing new reads its cursors with
+    # the stdlib and never imports SQLAlchemy (issue 10: within a second).
+    settings = settings_from(args)
+    store = LazyIntakeStore(settings)
     with (
         ForumReader.from_settings(settings) as reader,
         View(out=sys.stderr).watching(prefect=False) as display,
@@ -94,7 +97,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     note(summary.line())
     if args.no_ack:
         return 0
-    return _print_ack(run_ack(settings, store, ledger, None))
+    return _print_ack(run_ack(settings, *_stores(settings, store), None))
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
@@ -106,8 +109,8 @@ def cmd_ack(args: argparse.Namespace) -> int:
     stored so the 'fixed' mail threads under it."""
     from gestan_release.acks import run_ack
 
-    settings, store, ledger = _open(args)
-    return _print_ack(run_ack(settings, store, ledger, args.ids or None))
+    settings = settings_from(args)
+    return _print_ack(run_ack(settings, *_stores(settings), args.ids or None))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
