@@ -505,7 +505,7 @@ def test_cli_resync_in_a_process_of_its_own_loads_no_sqlalchemy(tmp_path, monkey
     repo = tmp_path / "cli"
     repo.mkdir()
     report(forum, "Zoe facture bloquée", "flash")
-    assert _cli(["tickets", "sync", "--no-ack"], monkeypatch, forum, repo) == 0
+    assert _cli(["tickets", "sync"], monkeypatch, forum, repo) == 0  # and its acknowledgement
     code = (
         "import json, sys\n"
         "from gestan_release.cli import main\n"
@@ -513,13 +513,20 @@ def test_cli_resync_in_a_process_of_its_own_loads_no_sqlalchemy(tmp_path, monkey
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic'})\n"
         "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
     )
-    args = ["--repo", str(repo), "tickets", "sync", "--no-ack"]
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
-    )
-    lines = proc.stderr.strip().splitlines()
-    assert "sync: 0 discussion(s) read" in lines[-2]
-    assert json.loads(lines[-1]) == {"code": 0, "heavy": []}
+    for extra in (["--no-ack"], []):
+        # with the acknowledgement step too: nothing due, so neither the stores nor the mail
+        # channels are opened
+        args = ["--repo", str(repo), "tickets", "sync", *extra]
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        )
+        lines = proc.stderr.strip().splitlines()
+        if extra:
+            assert "sync: 0 discussion(s) read" in lines[-2]
+        else:
+            assert "sync: 0 discussion(s) read" in lines[-3]
+            assert lines[-2].endswith("ack: 0 acknowledgement(s) sent")
+        assert json.loads(lines[-1]) == {"code": 0, "heavy": []}
 
 
 def test_a_forum_report_goes_through_the_same_validation_as_an_import() -> None:

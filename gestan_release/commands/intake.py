@@ -73,11 +73,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     priority; one without is listed 'à trier'. Incremental and safe to interrupt: the next run goes
     on where this one stopped. Then sends the acknowledgement mail of every new ticket (once),
     unless --no-ack."""
-    from gestan_release.acks import run_ack
+    from gestan_release.acks import AckResult, run_ack
     from gestan_release.channels.forum_reader import ForumReader
     from gestan_release.console import View
     from gestan_release.intake import sync
-    from gestan_release.intake_cursors import LazyIntakeStore
+    from gestan_release.intake_cursors import LazyIntakeStore, acks_due
 
     # Opened when there is something to write: a re-sync with nothing new reads its cursors with
     # the stdlib and never imports SQLAlchemy (issue 10: within a second).
@@ -97,6 +97,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     note(summary.line())
     if args.no_ack:
         return 0
+    if acks_due(settings.database_url or "") is False:
+        # Nothing to mail: the step's answer without opening the stores and the mail channels
+        # (their settings are checked when there is something to send).
+        return _print_ack(AckResult())
     return _print_ack(run_ack(settings, *_stores(settings, store), None))
 
 
