@@ -240,8 +240,8 @@ def today_release(repo: Path) -> dict:
 
 def display_release(repo: Path) -> dict:
     """The release as `gestan-release release` runs it on a terminal: live display on."""
-    from gestan_release.commands.releases import run_flow
     from gestan_release.console import View
+    from gestan_release.flowrun import run_flow
 
     with _Terminal() as terminal:
         view = View(out=terminal, err=terminal)

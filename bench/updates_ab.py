@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -49,28 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name, root in (("a", args.a.resolve()), ("b", args.b.resolve())):
                 port = bench.free_port()
-                env = {
-                    **os.environ,
-                    "GESTAN_RELEASE_UPDATES_SIGNING_KEY": str(key),
-                    "PYTHONPATH": str(root),
-                }
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "gestan_release.cli", "--repo", str(tmp),
-                         "serve-updates", "--port", str(port), "--data", str(data)],
-                        env=env, cwd=root, stderr=subprocess.DEVNULL,
-                    )
-                )  # fmt: skip
+                procs.append(bench.serve_updates(root, tmp, key, data, port))
                 urls[name] = f"http://127.0.0.1:{port}"
             for url in urls.values():
                 bench.wait_http(url + "/healthz")
-            quoted = lambda xs: ", ".join(f'"{x}"' for x in xs)  # noqa: E731
-            lua = tmp / "check.lua"
-            lua.write_text(
-                bench.CHECK_LUA
-                % {"versions": quoted(bench.VERSIONS), "nightlies": quoted(bench.NIGHTLIES)}
-                + bench.DONE_LUA
-            )
+            lua = bench.check_script(tmp)
             for url in urls.values():  # warm-up: fill the caches
                 bench.run_wrk(url + "/", lua, 2, args.connections)
             runs: dict[str, list[dict]] = {"a": [], "b": []}
@@ -86,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(10)
+            bench.stop(procs)
     result = {
         name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
         for name, rs in runs.items()

@@ -149,6 +149,36 @@ def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict:
     }
 
 
+def serve_updates(root: Path, tmp: Path, key: Path, data: Path, port: int) -> subprocess.Popen:
+    """`gestan-release serve-updates` of the source tree `root` on `port`, serving `data`."""
+    env = {**os.environ, "GESTAN_RELEASE_UPDATES_SIGNING_KEY": str(key), "PYTHONPATH": str(root)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "gestan_release.cli", "--repo", str(tmp),
+         "serve-updates", "--port", str(port), "--data", str(data)],
+        env=env, cwd=root, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def check_script(tmp: Path) -> Path:
+    """The wrk script asking `/v1/check` for every version of the store, on both channels."""
+    quoted = lambda xs: ", ".join(f'"{x}"' for x in xs)  # noqa: E731
+    script = tmp / "check.lua"
+    script.write_text(
+        CHECK_LUA % {"versions": quoted(VERSIONS), "nightlies": quoted(NIGHTLIES)} + DONE_LUA
+    )
+    return script
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
@@ -188,19 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "t").mkdir()
         try:
             check_port, nginx_port = free_port(), free_port()
-            env = {
-                **os.environ,
-                "GESTAN_RELEASE_UPDATES_SIGNING_KEY": str(key),
-                "PYTHONPATH": str(ROOT),
-            }
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gestan_release.cli", "--repo", str(tmp),
-                     "serve-updates", "--port", str(check_port), "--data", str(data)],
-                    env=env,
-                    stderr=subprocess.DEVNULL,
-                )
-            )  # fmt: skip
+            procs.append(serve_updates(ROOT, tmp, key, data, check_port))
             conf = tmp / "nginx.conf"
             conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, www=www))
             procs.append(
@@ -214,11 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_http(nginx_url)
             http_mode = sanity_check(check_base)
 
-            q = lambda xs: ", ".join(f'"{x}"' for x in xs)  # noqa: E731
-            check_lua = tmp / "check.lua"
-            check_lua.write_text(
-                CHECK_LUA % {"versions": q(VERSIONS), "nightlies": q(NIGHTLIES)} + DONE_LUA
-            )
+            check_lua = check_script(tmp)
             nginx_lua = tmp / "nginx.lua"
             nginx_lua.write_text(DONE_LUA)
 
@@ -236,13 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(procs)
 
     result = {
         "connections": args.connections,

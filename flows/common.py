@@ -234,6 +234,11 @@ class PrefectRunner(runbook.Runner):
             summary, key=_artifact_key(plan, "release"), description=f"Release {plan.label}"
         )
 
+    def ask_approval(self, settings: Settings, plan: Plan) -> str:
+        from gestan_release.cockpit import ask_approval
+
+        return ask_approval(settings, plan)
+
     def emit_published(self, plan: Plan) -> str:
         from gestan_release.cockpit import PUBLISHED_EVENT, emit_published
 
@@ -282,5 +287,14 @@ def resume_release(
         raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
     with workspace(repo) as settings:
         if crashed_flow_run and not version:
-            return runbook.resume_crashed(settings, crashed_flow_run, PrefectRunner())
+            from gestan_release import prefect_support as ps
+
+            run_id = ps.flow_run_id_of(crashed_flow_run)
+            return runbook.resume_crashed(
+                settings,
+                run_id,
+                ps.flow_run_state(run_id),
+                lambda why: ps.mark_lost(run_id, why),
+                PrefectRunner(),
+            )
         return runbook.resume(settings, version, PrefectRunner())

@@ -36,7 +36,7 @@ def sync_step(settings: Settings, full: bool) -> Any:
 @task(name="acknowledge", **OPTS, **RETRY)
 def ack_step(settings: Settings) -> Any:
     """One acknowledgement per new ticket, one update per raised priority, never twice."""
-    from gestan_release.commands.intake import run_ack
+    from gestan_release.acks import run_ack
     from gestan_release.intake_store import IntakeStore
     from gestan_release.ledger import Ledger
 

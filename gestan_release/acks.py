@@ -29,9 +29,11 @@ from typing import Any
 
 from gestan_release.channels.base import ForumComment, Mail
 from gestan_release.errors import GestanReleaseError
+from gestan_release.messages import mail_domain, mail_texts
 from gestan_release.settings import Settings
-from gestan_release.templating import render_template
+from gestan_release.templating import render_template, safe_url
 from gestan_release.tickets import Priority, Ticket
+from gestan_release.usertext import discussion_id, flat
 
 SCOPE = "intake"
 
@@ -46,18 +48,12 @@ class Scope:
 INTAKE = Scope()
 
 
-def _domain(mail_from: str) -> str:
-    from gestan_release.messages import _domain as domain
-
-    return domain(mail_from)
-
-
 def ack_message_id(ticket: Ticket, mail_from: str, priority: Priority | None = None) -> str:
     """Deterministic Message-ID (no angle brackets) of the acknowledgement of `ticket` (or of
     its update to `priority`): a re-sent mail after a crash is the same message."""
     digest = hashlib.sha256(ticket.reporter_email.strip().lower().encode("utf-8")).hexdigest()[:12]
     middle = f"{ticket.id}.{priority.value}" if priority else str(ticket.id)
-    return f"gestan-release.ack.{middle}.{digest}@{_domain(mail_from)}"
+    return f"gestan-release.ack.{middle}.{digest}@{mail_domain(mail_from)}"
 
 
 @dataclass(frozen=True)
@@ -68,55 +64,53 @@ class _View:
 
 
 def _view(ticket: Ticket) -> _View:
-    from gestan_release.messages import _flat, safe_url
-
-    return _View(ticket.id, _flat(ticket.title), safe_url(ticket.forum_url))
+    return _View(ticket.id, flat(ticket.title), safe_url(ticket.forum_url))
 
 
 def ack_mail(ticket: Ticket, mail_from: str, next_label: str | None) -> Mail:
     """The acknowledgement of `ticket` at its current priority (pure)."""
-    from gestan_release.messages import _flat
-
-    context = {
-        "ticket": _view(ticket),
-        "priority": ticket.priority.value,
-        "reporter": _flat(ticket.reporter_name or ""),
-        "next_label": next_label,
-    }
-    return Mail(
-        key=f"ack:{ticket.id}",
-        to_name=ticket.reporter_name,
-        to_email=ticket.reporter_email,
-        subject=_flat(render_template("mail_ack_subject.txt.j2", **context)),
-        text=render_template("mail_ack.txt.j2", **context).strip() + "\n",
-        html=render_template("mail_ack.html.j2", **context),
-        message_id=ack_message_id(ticket, mail_from),
-        ticket_ids=(ticket.id,),
-    )
+    message_id = ack_message_id(ticket, mail_from)
+    return _mail_to_reporter(ticket, "mail_ack", f"ack:{ticket.id}", message_id, next_label)
 
 
 def raise_mail(
     ticket: Ticket, previous: Priority, ack_id: str, mail_from: str, next_label: str | None
 ) -> Mail:
     """The short update when the priority went up from `previous` (replies to the ack)."""
-    from gestan_release.messages import _flat
+    return _mail_to_reporter(
+        ticket,
+        "mail_ack_raised",
+        f"ack:{ticket.id}:{ticket.priority.value}",
+        ack_message_id(ticket, mail_from, ticket.priority),
+        next_label,
+        in_reply_to=ack_id,
+        previous=previous.value,
+    )
 
+
+def _mail_to_reporter(
+    ticket: Ticket,
+    template: str,
+    key: str,
+    message_id: str,
+    next_label: str | None,
+    in_reply_to: str | None = None,
+    **extra: Any,
+) -> Mail:
     context = {
         "ticket": _view(ticket),
         "priority": ticket.priority.value,
-        "previous": previous.value,
-        "reporter": _flat(ticket.reporter_name or ""),
+        "reporter": flat(ticket.reporter_name or ""),
         "next_label": next_label,
+        **extra,
     }
     return Mail(
-        key=f"ack:{ticket.id}:{ticket.priority.value}",
+        key=key,
         to_name=ticket.reporter_name,
         to_email=ticket.reporter_email,
-        subject=_flat(render_template("mail_ack_raised_subject.txt.j2", **context)),
-        text=render_template("mail_ack_raised.txt.j2", **context).strip() + "\n",
-        html=render_template("mail_ack_raised.html.j2", **context),
-        message_id=ack_message_id(ticket, mail_from, ticket.priority),
-        in_reply_to=ack_id,
+        **mail_texts(template, **context),
+        message_id=message_id,
+        in_reply_to=in_reply_to,
         ticket_ids=(ticket.id,),
     )
 
@@ -179,8 +173,6 @@ class AckResult:
 
 def _eligible(ticket: Ticket | None, report: Any, ticket_id: int) -> str | None:
     """Why `ticket_id` cannot be acknowledged, or None."""
-    from gestan_release.messages import discussion_id
-
     if ticket is None:
         if report is not None and report.state == "a-trier":
             return "à trier on the forum (no priority tag yet): tag it, sync, then acknowledge"
@@ -206,7 +198,6 @@ def acknowledge(
 ) -> AckResult:
     """Send the acknowledgements (all due ones, or those of `ids`) and the priority raises."""
     from gestan_release.delivery import StepResult, deliver
-    from gestan_release.messages import discussion_id
     from gestan_release.ticket_store import TicketStore
 
     tickets_store = TicketStore(settings.database_url)
@@ -272,3 +263,16 @@ def acknowledge(
         deliver(ledger, INTAKE, senders["forum"], comments, "forum", forum_step)
         result.failed += forum_step.failed
     return result
+
+
+def run_ack(settings: Settings, store: Any, ledger: Any, ids: list[int] | None) -> AckResult:
+    """`acknowledge` through the channels the settings enable (closed after): what `tickets ack`,
+    `tickets sync`, the `intake` flow and the demo run."""
+    from gestan_release.channels import check_settings, close_all, senders_for
+
+    check_settings(settings)
+    senders = senders_for(settings)
+    try:
+        return acknowledge(settings, ledger, store, senders, ids)
+    finally:
+        close_all(senders)

@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gestan_release.history import CommitRef, RangeFixes, RevertedCommit
+from gestan_release.analysis import RangeFixes, RevertedCommit
+from gestan_release.scan import CommitRef
 from gestan_release.tickets import Priority, Ticket
 
 PRIORITY_TITLES = {

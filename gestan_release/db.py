@@ -1,8 +1,9 @@
-"""The database layer: engines, the shared declarative base, and schema migrations (Alembic).
+"""The database layer: engines, schema migrations (Alembic), and `Store`, the base of the stores.
 
-One database holds the tickets and (later) the release ledger. `DATABASE_URL` selects it: a SQLite
-file by default, PostgreSQL at scale. Every store opens it with `engine_for(url)` and calls
-`upgrade(url)` once before first use; migrations run programmatically, no `alembic.ini`.
+One database holds the tickets, the release ledger and the intake (every table: `tables.py`).
+`DATABASE_URL` selects it: a SQLite file by default, PostgreSQL at scale. Every store opens it with
+`engine_for(url)` and calls `upgrade(url)` once before first use; migrations run
+programmatically, no `alembic.ini`.
 
 SQLite is opened so that concurrent runs *wait* instead of failing: WAL journal (readers never
 block the writer), a 30 s busy timeout, and every SQLAlchemy transaction starts with
@@ -11,21 +12,24 @@ read, then one fail with "database is locked" when it upgrades to a write.) Read
 that must stay fast, like `tickets.lookup_tickets`, use the stdlib `sqlite3` module on a read-only
 connection instead, which never waits for a writer.
 
-Adding tables (the ledger, issue 3)
------------------------------------
-1. Write the ORM classes in their own module (e.g. `gestan_release/ledger.py`) as subclasses of
-   `db.Base`, and add that module's name to `MODEL_MODULES` below so that autogenerate sees them.
-2. Add the migration `gestan_release/migrations/versions/0002_ledger.py` with
-   `revision = "0002"` and `down_revision = "0001"`. Either write it by hand (copy the shape of
-   `0001_tickets.py`) or let Alembic draft it against a database at 0001, then review it:
+Adding a table or a column
+--------------------------
+1. Write the ORM class in `gestan_release/tables.py` (the whole schema lives there, so that
+   autogenerate and `tests/test_db.py` see every table).
+2. Add the migration `gestan_release/migrations/versions/000N_<name>.py` with the next
+   `revision` and `down_revision` = the current head. Either write it by hand (copy the shape of
+   an earlier one) or let Alembic draft it against a database at the current head, then review it:
 
-       python -m gestan_release.db revision --rev-id 0002 -m ledger --autogenerate
+       python -m gestan_release.db revision --rev-id 000N -m <name> --autogenerate
 
-   Give constraints explicit names (the naming convention of `metadata` does it for you in ORM
-   classes) and keep SQLite in mind: changing an existing table needs `op.batch_alter_table`.
+   Give constraints explicit names (the naming convention of `tables.metadata` does it for you in
+   ORM classes) and keep SQLite in mind: changing an existing table needs `op.batch_alter_table`.
 3. Nothing else: `upgrade(url)` takes every database to the newest head on first use, inside one
    transaction (SQLite) or under an advisory lock (PostgreSQL), so concurrent first runs are safe.
-   Test it with `upgrade` twice on a file in `tmp_path` (see `tests/test_db.py`).
+   `tests/test_db.py` checks that the ORM classes and the migrations agree.
+
+Stores (`IntakeStore`, the ledger's books) subclass `Store`: migrated on first use, the shared
+engine, one transaction per `_session()`.
 """
 
 from __future__ import annotations
@@ -34,14 +38,14 @@ import argparse
 import contextlib
 import os
 import threading
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Session
 
 from gestan_release.git import common_dir
 from gestan_release.sqlitewait import retry_while_locked
@@ -51,62 +55,10 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
-# Modules whose ORM classes make up the schema; `migrations/env.py` imports them for autogenerate.
-MODEL_MODULES: tuple[str, ...] = (
-    "gestan_release.db",
-    "gestan_release.ledger",
-    "gestan_release.intake_store",
-)
-
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # Any fixed 64-bit key: serialises concurrent migrations of one PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x6765_7374_616E  # "gestan"
-
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-# Ticket ids are 1..2^63-1 (`validation.MAX_TICKET_ID`): BIGINT on PostgreSQL, where INTEGER is 32
-# bits; SQLite's INTEGER already holds 64 bits (and keeps the plain name migration 0001 gave it).
-TicketId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    """Declarative base shared by every table of gestan-release (tickets, ledger)."""
-
-    metadata = metadata
-
-
-class TicketRecord(Base):
-    """A row of `tickets`; `gestan_release.tickets.Ticket` is the immutable value built from it."""
-
-    __tablename__ = "tickets"
-
-    id: Mapped[int] = mapped_column(TicketId, primary_key=True, autoincrement=False)
-    title: Mapped[str] = mapped_column(sa.Text)
-    priority: Mapped[str] = mapped_column(sa.String(16), index=True)
-    reporter_name: Mapped[str] = mapped_column(sa.Text, default="")
-    reporter_email: Mapped[str] = mapped_column(sa.Text)
-    forum_url: Mapped[str | None] = mapped_column(sa.Text)
-    forum_tracked: Mapped[bool] = mapped_column(sa.Boolean, default=True)
-    ack_message_id: Mapped[str | None] = mapped_column(sa.Text)
-    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-
-    __table_args__ = (
-        sa.CheckConstraint("priority IN ('flash', 'haute', 'normale', 'basse')", name="priority"),
-        sa.CheckConstraint("status IN ('open', 'fixed', 'released')", name="status"),
-    )
-
 
 # -- engines ---------------------------------------------------------------------------------------
 
@@ -217,6 +169,24 @@ def dispose_all() -> None:
             engine.dispose()
         _engines.clear()
         _upgraded.clear()
+
+
+# -- stores ----------------------------------------------------------------------------------------
+
+
+class Store:
+    """What every store over the database at `url` starts from: the schema migrated on first use,
+    the process-wide engine, and `_session()`, one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        upgrade(url)
+        self.engine = engine_for(url)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
 
 # -- migrations ------------------------------------------------------------------------------------
@@ -336,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     rev = sub.add_parser("revision", help="draft a new migration file in migrations/versions")
     rev.add_argument("-m", "--message", required=True)
     rev.add_argument("--rev-id", required=True, help="the next number, e.g. 0002")
-    rev.add_argument("--autogenerate", action="store_true", help="diff MODEL_MODULES against --url")
+    rev.add_argument("--autogenerate", action="store_true", help="diff tables.py against --url")
     rev.add_argument(
         "--url",
         default="sqlite://",

@@ -18,7 +18,7 @@ from gestan_release.plan import Plan
 from gestan_release.progress import NULL, Progress
 
 if TYPE_CHECKING:
-    from gestan_release.ledger import Delivery
+    from gestan_release.delivery_book import Delivery, DeliveryState
 
 
 class Scope(Protocol):
@@ -42,7 +42,11 @@ class DeliveryLedger(Protocol):
     def mark_sending_many(self, keys: list[str], version: str, channel: str) -> None: ...
 
     def mark_done(
-        self, key: str, external_id: str | None = None, url: str | None = None, state: str = ...
+        self,
+        key: str,
+        external_id: str | None = None,
+        url: str | None = None,
+        state: DeliveryState = ...,
     ) -> None: ...
 
     def mark_failed(self, key: str, error: str) -> None: ...
@@ -131,7 +135,7 @@ def deliver(
     """Send each message once: skip what the ledger has done; for what was tried before and may
     have gone out (left `sending` by a crash, or `failed` after an answer that never came),
     ask the channel first; record every outcome. One failure never stops the others."""
-    from gestan_release.ledger import FAILED, SENDING
+    from gestan_release.delivery_book import DeliveryState
 
     # key → Delivery (done before) or Receipt (done now)
     receipts: dict[str, Delivery | Receipt] = {}
@@ -143,7 +147,7 @@ def deliver(
             result.skipped += 1
             receipts[message.key] = d
             continue
-        if d is not None and d.state in (SENDING, FAILED):
+        if d is not None and d.state in (DeliveryState.SENDING, DeliveryState.FAILED):
             # A POST that timed out may have been applied even when the retries then failed.
             try:
                 found = sender.find_existing(message)
@@ -184,12 +188,12 @@ def deliver(
 
 def _record(ledger: DeliveryLedger, key: str, receipt: Receipt, result: StepResult) -> Receipt:
     """A delivery that went out (now, or before a crash): done, or awaiting moderation."""
-    from gestan_release.ledger import DONE, PENDING_APPROVAL
+    from gestan_release.delivery_book import DeliveryState
 
     if receipt.state == "pending_approval":
-        ledger.mark_done(key, receipt.external_id, receipt.url, PENDING_APPROVAL)
+        ledger.mark_done(key, receipt.external_id, receipt.url, DeliveryState.PENDING_APPROVAL)
         result.pending_approval += 1
     else:
-        ledger.mark_done(key, receipt.external_id, receipt.url, DONE)
+        ledger.mark_done(key, receipt.external_id, receipt.url, DeliveryState.DONE)
         result.done += 1
     return receipt

@@ -202,8 +202,8 @@ def import_tickets(repo: Path) -> Path:
 def run_demo(directory: str | None) -> Path:
     from rich.console import Console
 
-    from gestan_release.commands.releases import run_flow
     from gestan_release.console import View
+    from gestan_release.flowrun import run_flow
     from gestan_release.settings import load
     from gestan_release.ticket_store import TicketStore
 
@@ -257,8 +257,8 @@ def run_demo(directory: str | None) -> Path:
 def run_intake(console: Any, settings: Any) -> int:
     """Take the sandbox forum's triaged reports in and acknowledge them (offline), as the
     `intake` flow does every 15 minutes; returns how many acknowledgements went out."""
+    from gestan_release.acks import run_ack
     from gestan_release.channels.forum_reader import ForumReader
-    from gestan_release.commands.intake import run_ack
     from gestan_release.intake import sync
     from gestan_release.intake_store import IntakeStore
     from gestan_release.ledger import Ledger

@@ -4,7 +4,7 @@ Same database as the tickets and the ledger (`DATABASE_URL`; migration `0003_int
 writes one page of discussions per transaction — its reports, their tickets and the cursor that
 says the page is done — so a crash at any point leaves a state the next sync simply continues.
 
-Tables:
+Tables (in `tables.py`):
 - `forum_reports`: one row per discussion read from a bug category, with its state: `ticket`
   (triaged, a ticket of the store), `a-trier` (no priority tag yet), `ecarte` (recorded but not
   taken: reporter banned or without e-mail, invalid field, id taken by a hand-made ticket, moved
@@ -17,17 +17,23 @@ Tables:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from gestan_release import db
-from gestan_release.tickets import Priority, Ticket
+from gestan_release.tables import (
+    ForumReportRecord,
+    IntakeStateRecord,
+    TicketAckRecord,
+    TicketRecord,
+)
+from gestan_release.ticket_store import new_record
+from gestan_release.tickets import Priority, Ticket, chunks
 
 TICKET, A_TRIER, ECARTE, DELETED = "ticket", "a-trier", "ecarte", "deleted"
 REPORT_STATES = (TICKET, A_TRIER, ECARTE, DELETED)
@@ -41,45 +47,6 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-class ForumReportRecord(db.Base):
-    __tablename__ = "forum_reports"
-
-    discussion_id: Mapped[int] = mapped_column(db.TicketId, primary_key=True, autoincrement=False)
-    category_id: Mapped[int | None] = mapped_column(sa.Integer)
-    title: Mapped[str] = mapped_column(sa.Text)
-    url: Mapped[str | None] = mapped_column(sa.Text)
-    insert_user_id: Mapped[int | None] = mapped_column(sa.Integer)
-    reporter_name: Mapped[str | None] = mapped_column(sa.Text)
-    reporter_email: Mapped[str | None] = mapped_column(sa.Text)
-    priority: Mapped[str | None] = mapped_column(sa.String(16))
-    tags: Mapped[str | None] = mapped_column(sa.Text)  # JSON list of the tag names
-    state: Mapped[str] = mapped_column(sa.String(16), index=True)
-    reason: Mapped[str | None] = mapped_column(sa.Text)
-    date_inserted: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    date_updated: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
-    seen_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-
-
-class IntakeStateRecord(db.Base):
-    __tablename__ = "intake_state"
-
-    name: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
-    value: Mapped[str] = mapped_column(sa.Text)
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-
-
-class TicketAckRecord(db.Base):
-    __tablename__ = "ticket_acks"
-
-    ticket_id: Mapped[int] = mapped_column(db.TicketId, primary_key=True, autoincrement=False)
-    priority: Mapped[str] = mapped_column(sa.String(16))  # last announced to the reporter
-    first_priority: Mapped[str] = mapped_column(sa.String(16))  # announced by the first mail
-    message_id: Mapped[str] = mapped_column(sa.Text)
-    acked_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -133,41 +100,42 @@ class PageOutcome:
     reprioritised: tuple[tuple[int, str, str], ...] = ()  # (id, old, new)
 
 
+# What a report and its row hold alike; the other fields are converted on the way in and out.
+_SAME = (
+    "category_id",
+    "title",
+    "url",
+    "insert_user_id",
+    "reporter_name",
+    "reporter_email",
+    "state",
+    "reason",
+)
+
+
 def _report(r: ForumReportRecord) -> ForumReport:
     return ForumReport(
         discussion_id=r.discussion_id,
-        category_id=r.category_id,
-        title=r.title,
-        url=r.url,
-        insert_user_id=r.insert_user_id,
-        state=r.state,
+        **{name: getattr(r, name) for name in _SAME},
         priority=Priority(r.priority) if r.priority else None,
-        reporter_name=r.reporter_name,
-        reporter_email=r.reporter_email,
         tags=tuple(json.loads(r.tags or "[]")),
-        reason=r.reason,
         date_inserted=_aware(r.date_inserted),
         date_updated=_aware(r.date_updated),
     )
 
 
-def _chunks(items: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _row_values(rep: ForumReport) -> dict[str, Any]:
+    """The columns of a report's row, its key and bookkeeping times aside."""
+    return {name: getattr(rep, name) for name in _SAME} | {
+        "priority": rep.priority.value if rep.priority else None,
+        "tags": json.dumps(list(rep.tags), ensure_ascii=False),
+        "date_inserted": rep.date_inserted,
+        "date_updated": rep.date_updated,
+    }
 
 
-class IntakeStore:
+class IntakeStore(db.Store):
     """Forum reports, cursors and acknowledgements in the database at `url`."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        db.upgrade(url)
-        self.engine = db.engine_for(url)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
 
     # -- cursors -----------------------------------------------------------------------------
     def state(self, name: str) -> Any:
@@ -204,8 +172,6 @@ class IntakeStore:
     ) -> PageOutcome:
         """One page of the sync in one transaction: its reports, their tickets (added, or updated
         keeping their status, ack and `forum_tracked`) and the cursor that marks it done."""
-        from gestan_release.db import TicketRecord
-
         reports = list(reports)
         tickets = {t.id: t for t in tickets}
         now = _now()
@@ -214,7 +180,7 @@ class IntakeStore:
         with self._session() as s:
             ids = sorted({r.discussion_id for r in reports})
             existing = {}
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids, 500):
                 existing.update(
                     {
                         r.discussion_id: r
@@ -226,20 +192,7 @@ class IntakeStore:
                     }
                 )
             for rep in reports:
-                values = {
-                    "category_id": rep.category_id,
-                    "title": rep.title,
-                    "url": rep.url,
-                    "insert_user_id": rep.insert_user_id,
-                    "reporter_name": rep.reporter_name,
-                    "reporter_email": rep.reporter_email,
-                    "priority": rep.priority.value if rep.priority else None,
-                    "tags": json.dumps(list(rep.tags), ensure_ascii=False),
-                    "state": rep.state,
-                    "reason": rep.reason,
-                    "date_inserted": rep.date_inserted,
-                    "date_updated": rep.date_updated,
-                }
+                values = _row_values(rep)
                 row = existing.get(rep.discussion_id)
                 if row is None:
                     s.add(
@@ -259,7 +212,7 @@ class IntakeStore:
                     row.updated_at = now
             ticket_ids = sorted(tickets)
             stored = {}
-            for chunk in _chunks(ticket_ids):
+            for chunk in chunks(ticket_ids, 500):
                 stored.update(
                     {
                         r.id: r
@@ -272,21 +225,7 @@ class IntakeStore:
                 t = tickets[tid]
                 record = stored.get(tid)
                 if record is None:
-                    s.add(
-                        TicketRecord(
-                            id=t.id,
-                            title=t.title,
-                            priority=t.priority.value,
-                            reporter_name=t.reporter_name,
-                            reporter_email=t.reporter_email,
-                            forum_url=t.forum_url,
-                            forum_tracked=t.forum_tracked,
-                            ack_message_id=t.ack_message_id,
-                            status=t.status,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
+                    s.add(new_record(t, now))
                     new += 1
                     continue
                 wanted = {
@@ -335,7 +274,7 @@ class IntakeStore:
         wanted = sorted(set(ids))
         found: list[ForumReport] = []
         with self._session() as s:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted, 500):
                 query = sa.select(ForumReportRecord).where(
                     ForumReportRecord.discussion_id.in_(chunk)
                 )
@@ -360,7 +299,7 @@ class IntakeStore:
                 if not wanted:
                     return {}
                 rows = []
-                for chunk in _chunks(wanted):
+                for chunk in chunks(wanted, 500):
                     rows += list(s.scalars(query.where(TicketAckRecord.ticket_id.in_(chunk))))
             else:
                 rows = list(s.scalars(query))
@@ -378,8 +317,6 @@ class IntakeStore:
     def record_ack(self, ticket_id: int, priority: Priority, message_id: str) -> None:
         """The first mail went out: remember it and put its Message-ID on the ticket (so the
         "fixed" mail threads under it). Idempotent."""
-        from gestan_release.db import TicketRecord
-
         now = _now()
         with self._session() as s:
             if s.get(TicketAckRecord, ticket_id) is None:
@@ -407,8 +344,6 @@ class IntakeStore:
     def ack_candidates(self) -> list[int]:
         """Open tickets found on the forum (state `ticket`), forum-tracked, never acknowledged
         (no ack recorded and no acknowledgement Message-ID from elsewhere)."""
-        from gestan_release.db import TicketRecord
-
         with self._session() as s:
             query = (
                 sa.select(TicketRecord.id)
@@ -427,8 +362,6 @@ class IntakeStore:
 
     def raise_candidates(self) -> list[int]:
         """Acknowledged open tickets whose priority is now above the one last announced."""
-        from gestan_release.db import TicketRecord
-
         ranks = {p.value: p.rank for p in Priority}
         with self._session() as s:
             rows = s.execute(

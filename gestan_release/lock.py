@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from gestan_release.errors import ReleaseError
+from gestan_release.tables import LockRecord
 
 log = logging.getLogger("gestan_release.lock")
 
@@ -46,6 +47,7 @@ LEGACY_STALE_AFTER = timedelta(hours=6)
 POLL = 0.5  # seconds between two tries while waiting (`LOCK_WAIT`)
 
 Clock = Callable[[], datetime]
+_LOCKS: sa.Table = LockRecord.__table__  # type: ignore[assignment]
 
 
 def _utcnow() -> datetime:
@@ -73,12 +75,6 @@ def holder_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _table() -> sa.Table:
-    from gestan_release.ledger import LockRecord
-
-    return LockRecord.__table__  # type: ignore[return-value]
 
 
 class ReleaseLock:
@@ -120,7 +116,7 @@ class ReleaseLock:
     # -- taking and freeing ------------------------------------------------------------------
     def try_acquire(self) -> tuple[bool, str | None, datetime | None]:
         """One attempt: (taken?, current holder, its expiry) — without waiting."""
-        table = _table()
+        table = _LOCKS
         now = self._clock()
         expires = now + timedelta(seconds=self.lease)
         with self.engine.begin() as conn:
@@ -197,7 +193,7 @@ class ReleaseLock:
 
     def renew(self) -> bool:
         """Push the lease forward; False (and the lock marked lost) if someone else has it."""
-        table = _table()
+        table = _LOCKS
         expires = self._clock() + timedelta(seconds=self.lease)
         with self.engine.begin() as conn:
             kept = conn.execute(
@@ -215,7 +211,7 @@ class ReleaseLock:
     def release(self) -> None:
         """Free the lock if this holder still has it (never someone else's)."""
         self._stop_heartbeat()
-        table = _table()
+        table = _LOCKS
         with self.engine.begin() as conn:
             conn.execute(
                 table.delete().where(table.c.name == self.name, table.c.holder == self.holder)

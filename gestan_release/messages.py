@@ -10,39 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from gestan_release.changelog import Changelog, ChangelogEntry
 from gestan_release.channels.base import ForumComment, ForumTopic, Mail, Message, Post
 from gestan_release.errors import ReleaseError
-from gestan_release.templating import render_template
-from gestan_release.templating import safe_url as _safe_url
+from gestan_release.templating import render_template, safe_url
 from gestan_release.tickets import Priority, Ticket
-from gestan_release.validation import without_unsafe
+from gestan_release.tweet_length import weighted_length
+from gestan_release.usertext import discussion_id, flat, neutralise, nfc
 from gestan_release.versions import Version
 
 X_MAX_WEIGHTED_LENGTH = 280
 ELLIPSIS = "…"
-# Vanilla discussion URLs: https://forum.gestan.fr/discussion/3226/slug (the slug is optional).
-_DISCUSSION_RE = re.compile(r"/discussion/([0-9]{1,18})(?:[/?#]|$)")
-# What a reporter's title may hold that X or the forum would turn into a link or a mention.
-_SCHEME_URL = re.compile(
-    r"\b[A-Za-z][A-Za-z0-9+.-]*:(?://|[^\s]*@)[^\s<>\"]*|(?<![:\w])//[^\s<>\"]+"
-)
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_WWW = re.compile(r"\bwww\.[^\s<>\"]*", re.IGNORECASE)
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Only an ASCII letter, digit or "_" before the sign spares it: X takes "é@x" or "²@x" for a
-# mention (twitter-text), so anything else before it is neutralised.
-_MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[\w\"])")
-_TAG = re.compile(r"(?<![A-Za-z0-9_])([#＃$＄])(?=[^\W\d])")
-_NBSP = "\u00a0"
 
 
 @dataclass(frozen=True)
@@ -85,75 +68,6 @@ class ReleaseMessages:
 
 
 # -- small pure helpers ----------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def weighted_length(text: str) -> int:
-    """X's weighted length of `text` (URLs count 23, CJK and emoji 2), by twitter-text."""
-    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
-    from twitter_text import parse_tweet
-
-    return parse_tweet(text).weightedLength
-
-
-def discussion_id(forum_url: str | None) -> int | None:
-    """The Vanilla discussion id of a forum URL (`/discussion/3226/slug` → 3226), else None."""
-    if not forum_url:
-        return None
-    m = _DISCUSSION_RE.search(urlsplit(forum_url.strip()).path)
-    return int(m.group(1)) if m else None
-
-
-def safe_url(
-    url: str | None, schemes: tuple[str, ...] = ("http", "https"), host: str | None = None
-) -> str | None:
-    """`url` if its scheme is one of `schemes` (and on `host` when given), with the characters that
-    would break a markdown link or an HTML attribute percent-encoded; None otherwise (no
-    `javascript:` from the store). See `gestan_release.templating.safe_url`."""
-    return _safe_url(url, schemes, host)
-
-
-def neutralise(text: str) -> str:
-    """A reporter's title made inert for the official account: the X post and the forum posts
-    must not mention, tag or link what a reporter wrote.
-
-    - URLs (with a scheme, `//` or `www.`, e-mail addresses, and bare domains as X detects them)
-      are defanged: `https[:]//evil[.]example/fix[.]exe`, `mailto[:]toto@exemple[.]fr`;
-    - `@name`, `#tag` and `$TAG` get a no-break space after the sign (`@ name`): no mention, no
-      hashtag, no cashtag, and the text still reads the same. `#3226` (digits) is left alone.
-    """
-    spans = [m.span() for regex in (_SCHEME_URL, _WWW, _EMAIL) for m in regex.finditer(text)]
-    if "." in text:
-        spans += [tuple(u["indices"]) for u in _bare_urls(text)]
-    out, pos = [], 0
-    for start, end in _merged(spans):
-        out.append(text[pos:start])
-        url = _SCHEME.sub(r"\1[:]", text[start:end], count=1)
-        out.append(url.replace(".", "[.]"))
-        pos = end
-    out.append(text[pos:])
-    defanged = "".join(out)
-    unmentioned = _MENTION.sub(lambda m: m.group(1) + _NBSP, defanged)
-    return _TAG.sub(lambda m: m.group(1) + _NBSP, unmentioned)
-
-
-def _bare_urls(text: str) -> list[dict[str, Any]]:
-    # Imported here: twitter_text takes about a second to import, the CLI must start fast.
-    from twitter_text import extract_urls_with_indices
-
-    return extract_urls_with_indices(text)
-
-
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
 def _topic_link(topic_url: str | None) -> str | None:
     # The outbox's topic receipt is a file:// URI: on the embedded default, links point to it.
     return safe_url(topic_url, ("http", "https", "file"))
@@ -162,10 +76,20 @@ def _topic_link(topic_url: str | None) -> str | None:
 def message_id(version: Version, email: str, mail_from: str) -> str:
     """Deterministic Message-ID (no angle brackets) of the "fixed" mail of `version` to `email`."""
     digest = hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()[:16]
-    return f"gestan-release.{version}.{digest}@{_domain(mail_from)}"
+    return f"gestan-release.{version}.{digest}@{mail_domain(mail_from)}"
 
 
-def _domain(mail_from: str) -> str:
+def mail_texts(template: str, **context: Any) -> dict[str, str]:
+    """The subject (one line), text and HTML of a mail from its three templates
+    `<template>_subject.txt.j2`, `<template>.txt.j2` and `<template>.html.j2`."""
+    return {
+        "subject": flat(render_template(f"{template}_subject.txt.j2", **context)),
+        "text": render_template(f"{template}.txt.j2", **context).strip() + "\n",
+        "html": render_template(f"{template}.html.j2", **context),
+    }
+
+
+def mail_domain(mail_from: str) -> str:
     _, address = parseaddr(mail_from)
     domain = address.rpartition("@")[2].strip().lower()
     return domain or "localhost"
@@ -175,16 +99,6 @@ def _bare_message_id(value: str | None) -> str | None:
     if not value or not value.strip():
         return None
     return value.strip().removeprefix("<").removesuffix(">").strip() or None
-
-
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text)
-
-
-def _flat(text: str) -> str:
-    """User text on one line (a title or a name cannot add lines to a message), without the
-    characters `gestan_release.validation` refuses (data stored before it was validated)."""
-    return " ".join(without_unsafe(str(text)).split())
 
 
 @dataclass(frozen=True)
@@ -201,7 +115,7 @@ class _Item:
 def _item(entry: ChangelogEntry, forum_host: str | None = None) -> _Item:
     t = entry.ticket
     url = safe_url(t.forum_url, host=forum_host)
-    return _Item(t.id, neutralise(_flat(t.title)), str(t.priority), url, entry.already_in)
+    return _Item(t.id, neutralise(flat(t.title)), str(t.priority), url, entry.already_in)
 
 
 def _groups(notes: ReleaseNotes) -> list[tuple[str, list[_Item]]]:
@@ -249,7 +163,7 @@ def announcement(notes: ReleaseNotes) -> Post:
 
     def render(tickets: list[_Item] | None, highlight: str | None) -> str:
         text = render_template("x_post.txt.j2", tickets=tickets, highlight=highlight, **context)
-        return _nfc(text.strip())
+        return nfc(text.strip())
 
     def fits(text: str) -> bool:
         return weighted_length(text) <= X_MAX_WEIGHTED_LENGTH
@@ -298,7 +212,7 @@ def forum_topic(notes: ReleaseNotes, category: str) -> ForumTopic:
     body = render_template("forum_topic.md.j2", groups=_groups(notes), **_common(notes)).strip()
     return ForumTopic(
         key=f"forum:{notes.version}",
-        title=_flat(title),
+        title=flat(title),
         body=body + "\n",
         category=category,
         marker=notes.marker,
@@ -358,7 +272,7 @@ def reporter_mails(notes: ReleaseNotes, mail_from: str, topic_url: str | None) -
         items = [_item(entry, notes.forum_host) for _, entry in r.tickets]
         context = _common(
             notes,
-            reporter=_flat(r.name),
+            reporter=flat(r.name),
             tickets=items,
             ticket_ids=[i.id for i in items],
             topic_url=_topic_link(topic_url),
@@ -369,9 +283,7 @@ def reporter_mails(notes: ReleaseNotes, mail_from: str, topic_url: str | None) -
                 key=f"mail:{notes.version}:{lower}",
                 to_name=r.name,
                 to_email=r.email,
-                subject=_flat(render_template("mail_fixed_subject.txt.j2", **context)),
-                text=render_template("mail_fixed.txt.j2", **context).strip() + "\n",
-                html=render_template("mail_fixed.html.j2", **context),
+                **mail_texts("mail_fixed", **context),
                 message_id=message_id(notes.version, r.email, mail_from),
                 in_reply_to=ack,
                 ticket_ids=tuple(i.id for i in items),

@@ -196,6 +196,8 @@ def plan_release(
     )
     rng = Range(prev.tag if prev else None, commit, prev.version if prev else None)
     fixes = scan_range(repo, rng.rev_args(), Rules.from_settings(settings))
+    from gestan_release.stories import stories_of
+
     log_ = changelog_for(settings, rng, fixes)
     already_in: dict[int, str] = {}
     if kind == Kind.FULL and prev is not None:
@@ -233,7 +235,7 @@ def plan_release(
             },
             # Tickets whose story is not plain (reverted, picked, mention only): the preview
             # lists them so that the release manager checks them before mail goes out.
-            "stories": [story.to_json() for story in fixes.stories()],
+            "stories": [story.to_json() for story in stories_of(fixes)],
         },
         tag_prefix=prefix,
         already_in=already_in,

@@ -177,7 +177,8 @@ def nightly_report(settings: Any, now: Any = None) -> tuple[Path, str]:
     """Write today's report under `<STATE_DIR>/reports/` and return it with its summary."""
     import datetime as dt
 
-    from gestan_release.promises import load_facts, measure
+    from gestan_release.promise_facts import load_facts
+    from gestan_release.promises import measure
 
     now = now or dt.datetime.now(dt.UTC)
     promises = measure(load_facts(settings.database_url), now=now, settings=settings)

@@ -14,13 +14,6 @@ from functools import cached_property
 from typing import NamedTuple
 
 from gestan_release.errors import ConfigError
-from gestan_release.settings import (
-    DEFAULT_FIX_TRAILERS,
-    DEFAULT_REF_TRAILERS,
-    DEFAULT_SKIP_PATTERNS,
-    DEFAULT_TICKET_PATTERN,
-    MERGE_REFS,
-)
 from gestan_release.trailers import trailers
 
 __all__ = [
@@ -35,6 +28,23 @@ __all__ = [
     "reverted_subject",
     "strip_pr",
 ]
+
+# How commits name tickets: what a commit means is data, not code (cf. git-cliff's
+# commit_parsers and skip); the defaults of `settings`.
+# `#1234`, not `issue#12`, `&#233;`, `a/#3` or `org/repo#12`; the lookbehind follows the `#` so
+# that the pattern starts with a literal (fast scanning).
+DEFAULT_TICKET_PATTERN = r"#(?<![\w&/]#)(\d+)\b"
+DEFAULT_FIX_TRAILERS = ("Ticket", "Fixes", "Closes", "Corrige")
+DEFAULT_REF_TRAILERS = ("Refs",)
+# Release and bump commits often quote the previous notes: they fix nothing (on the subject).
+DEFAULT_SKIP_PATTERNS = (
+    r"^Version \d+\.\d+(?:\.\d+)?(?: U\d+)?(?: \([^)]*\))?$",  # ours: Version 15.4 U2 (15.4.2)
+    r"^chore\(release\)",  # semantic-release, release-please: chore(release): 1.2.3
+    r"^chore(?:\([^)]*\))?!?: (?:release|bump version)\b",  # chore: release 1.2.3
+    r"(?i)^release:? v?\d+\.\d+",  # Release 1.2.3, release: v1.2.3
+    r"(?i)^bump version\b",  # Bump version to 1.2.3, Bump version: 1.2.2 → 1.2.3
+)
+MERGE_REFS = ("trailers", "all")  # a merge's own "#45": ignored (trailers only) or counted
 
 _ID_RE = re.compile(r"\d+", re.ASCII)
 

@@ -141,9 +141,10 @@ class Runner:
         """The release's summary, once it is known (the flows make it an artifact)."""
 
     def ask_approval(self, settings: Settings, plan: Plan) -> str:
-        from gestan_release.cockpit import ask_approval
-
-        return ask_approval(settings, plan)
+        """Who approved `plan` (APPROVAL=required); the flow pauses until someone answers."""
+        raise ReleaseError(
+            "APPROVAL=required pauses the flow run until someone answers: run it as a Prefect flow"
+        )
 
     events = False  # `gestan.release.published` is a Prefect event: none without Prefect
 
@@ -250,20 +251,22 @@ def resume(settings: Settings, version: str | None, runner: Runner | None = None
 
 
 def resume_crashed(
-    settings: Settings, reference: str, runner: Runner | None = None
+    settings: Settings,
+    run_id: str,
+    state: str | None,
+    mark_lost: Callable[[str], None],
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
-    """Finish the release of a flow run that crashed or went silent (prefect.yaml's triggers).
+    """Finish the release of the flow run `run_id` that crashed or went silent (prefect.yaml's
+    triggers); `state` is what Prefect says of it, `mark_lost(why)` tells Prefect it is gone.
 
     The release lock is the truth about whether that run is gone: its lease is renewed while its
     process lives. So take the lock first (waiting out one lease), and only then mark a silent
     run `Lost` and finish its release; a run still renewing the lock is left alone."""
-    from gestan_release import prefect_support as ps
     from gestan_release.db import ensure_state_dir
     from gestan_release.ledger import Ledger
 
     runner = runner or Runner()
-    run_id = ps.flow_run_id_of(reference)
-    state = ps.flow_run_state(run_id)
     ensure_state_dir(settings)
     lock = release_lock(settings, wait=max(settings.lock_wait, settings.lock_lease * 1.5))
     try:
@@ -278,10 +281,9 @@ def resume_crashed(
         raise
     with lock:  # already taken: entering starts its heartbeat
         if state in ("RUNNING", "PAUSED", "PENDING"):
-            ps.mark_lost(
-                run_id,
+            mark_lost(
                 f"no heartbeat and its release lock expired: finished by flow run "
-                f"{runner.flow_run_id() or '(outside Prefect)'}",
+                f"{runner.flow_run_id() or '(outside Prefect)'}"
             )
         known = Ledger(settings.database_url).release_of_flow_run(run_id)
         if known is None:

@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from gestan_release.errors import ConfigError
+from gestan_release.rules import (
+    DEFAULT_FIX_TRAILERS,
+    DEFAULT_REF_TRAILERS,
+    DEFAULT_SKIP_PATTERNS,
+    DEFAULT_TICKET_PATTERN,
+    Rules,
+)
 from gestan_release.scrub import remember
 
 ENV_PREFIX = "GESTAN_RELEASE_"
@@ -52,23 +59,6 @@ class Secret:
 
 
 SECRET = {"secret": True}
-
-# How commits name tickets: what a commit means is data, not code (cf. git-cliff's
-# commit_parsers and skip); read by `gestan_release.rules`.
-# `#1234`, not `issue#12`, `&#233;`, `a/#3` or `org/repo#12`; the lookbehind follows the `#` so
-# that the pattern starts with a literal (fast scanning).
-DEFAULT_TICKET_PATTERN = r"#(?<![\w&/]#)(\d+)\b"
-DEFAULT_FIX_TRAILERS = ("Ticket", "Fixes", "Closes", "Corrige")
-DEFAULT_REF_TRAILERS = ("Refs",)
-# Release and bump commits often quote the previous notes: they fix nothing (on the subject).
-DEFAULT_SKIP_PATTERNS = (
-    r"^Version \d+\.\d+(?:\.\d+)?(?: U\d+)?(?: \([^)]*\))?$",  # ours: Version 15.4 U2 (15.4.2)
-    r"^chore\(release\)",  # semantic-release, release-please: chore(release): 1.2.3
-    r"^chore(?:\([^)]*\))?!?: (?:release|bump version)\b",  # chore: release 1.2.3
-    r"(?i)^release:? v?\d+\.\d+",  # Release 1.2.3, release: v1.2.3
-    r"(?i)^bump version\b",  # Bump version to 1.2.3, Bump version: 1.2.2 → 1.2.3
-)
-MERGE_REFS = ("trailers", "all")  # a merge's own "#45": ignored (trailers only) or counted
 
 
 @dataclass(frozen=True)
@@ -268,8 +258,6 @@ def load(repo: str | Path = ".", env: dict[str, str] | None = None, **overrides:
         raise ConfigError(
             f"SMTP_SECURITY must be starttls, ssl or none, not {settings.smtp_security!r}"
         )
-    from gestan_release.rules import Rules
-
     Rules.from_settings(settings).check(sources)  # one line naming a bad setting, at load
     return settings.replace(
         state_dir=state, outbox_dir=outbox, updates_signing_key=key, database_url=db

@@ -79,7 +79,8 @@ def promises_summary(settings: Settings) -> dict[str, Any]:
     """Gestan's promises, kept / at risk / broken (the one-screen part of `status`)."""
     import datetime as dt
 
-    from gestan_release.promises import load_facts, measure
+    from gestan_release.promise_facts import load_facts
+    from gestan_release.promises import measure
 
     facts = load_facts(settings.database_url or "")
     return measure(facts, now=dt.datetime.now(dt.UTC), settings=settings).summary()

@@ -24,7 +24,8 @@ from gestan_release.tickets import Priority
 from gestan_release.versions import Kind
 
 if TYPE_CHECKING:
-    from gestan_release.ledger import Delivery, Ledger
+    from gestan_release.delivery_book import Delivery
+    from gestan_release.ledger import Ledger
 
 Senders = dict[str, Sender]
 
@@ -251,7 +252,7 @@ def tickets_step(settings: Settings, ledger: Ledger, plan: Plan) -> StepResult:
     """Mark the release's tickets released, once the update endpoint has the version: installs
     can then get the fix, whatever the announcements did (X, the forum and the mails may all have
     failed: they are resumed, the fix is out). Before that, the step waits (recorded failed)."""
-    from gestan_release.ledger import FINISHED
+    from gestan_release.delivery_book import FINISHED
     from gestan_release.ticket_store import TicketStore
 
     result = StepResult("tickets")

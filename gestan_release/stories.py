@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from gestan_release.history import CommitRef, RangeFixes, Rule, Scanned
+from gestan_release.analysis import RangeFixes, Rule
+from gestan_release.scan import CommitRef, Scanned
 
 _STORY_RULES = frozenset({Rule.PICK, Rule.CANCELLED, Rule.REVERT, Rule.REVERT_UNDONE})
 

@@ -47,6 +47,15 @@ class ImportSummary:
 Outcome = Literal["new", "updated", "unchanged"]
 
 
+def new_record(ticket: Ticket, now: datetime) -> Any:
+    """The `tickets` row of a ticket not stored yet (the ticket store's and the intake's)."""
+    from gestan_release.tables import TicketRecord
+
+    values = {name: getattr(ticket, name) for name in (*FIELDS, "status")}
+    values["priority"] = ticket.priority.value
+    return TicketRecord(**values, created_at=now, updated_at=now)
+
+
 class TicketStore:
     """The tickets of `DATABASE_URL` (SQLAlchemy); the schema is migrated on first use."""
 
@@ -67,14 +76,12 @@ class TicketStore:
         return ticket_from_row({name: getattr(record, name) for name in COLUMNS})
 
     def _upsert(self, session: Any, ticket: Ticket, *, keep_status: bool) -> Outcome:
-        from gestan_release.db import TicketRecord
+        from gestan_release.tables import TicketRecord
 
         now = datetime.now(UTC)
         record = session.get(TicketRecord, ticket.id)
         if record is None:
-            values = {name: getattr(ticket, name) for name in (*FIELDS, "status")}
-            values["priority"] = ticket.priority.value
-            session.add(TicketRecord(**values, created_at=now, updated_at=now))
+            session.add(new_record(ticket, now))
             return "new"
         wanted = {name: getattr(ticket, name) for name in FIELDS}
         wanted["priority"] = ticket.priority.value
@@ -124,7 +131,7 @@ class TicketStore:
         return self.import_rows(read_import_file(path, forum_host=forum_host))
 
     def get(self, ticket_id: int) -> Ticket | None:
-        from gestan_release.db import TicketRecord
+        from gestan_release.tables import TicketRecord
 
         with self._session() as session:
             record = session.get(TicketRecord, ticket_id)
@@ -134,7 +141,7 @@ class TicketStore:
         """The stored tickets among `ids`, by id; ids not in the store are simply absent."""
         from sqlalchemy import select
 
-        from gestan_release.db import TicketRecord
+        from gestan_release.tables import TicketRecord
 
         wanted = storable_ids(ids)
         found: dict[int, Ticket] = {}
@@ -151,7 +158,7 @@ class TicketStore:
         """Tickets, most urgent first then by id, optionally only one priority and/or status."""
         from sqlalchemy import select
 
-        from gestan_release.db import TicketRecord
+        from gestan_release.tables import TicketRecord
 
         query = select(TicketRecord)
         if priority is not None:
@@ -166,7 +173,7 @@ class TicketStore:
         """Move tickets to `status` ; all or none. Returns how many changed."""
         from sqlalchemy import select
 
-        from gestan_release.db import TicketRecord
+        from gestan_release.tables import TicketRecord
 
         status = check_status(status)
         wanted = sorted(set(ids))

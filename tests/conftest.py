@@ -193,15 +193,12 @@ def pg_session_url(pg_server: PgServer) -> str:
 
 def _empty_tables(url: str) -> None:
     """Every table of the schema emptied (the schema itself kept): a clean ledger per test."""
-    import importlib
-
     import sqlalchemy as sa
 
     from gestan_release import db
+    from gestan_release.tables import metadata
 
-    for module in db.MODEL_MODULES:
-        importlib.import_module(module)
-    names = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with db.engine_for(url).begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {names} CASCADE"))
 

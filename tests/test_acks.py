@@ -305,3 +305,36 @@ def test_reports_older_than_ack_max_age_days_are_not_acknowledged_automatically(
     assert result.acknowledged == [(2, "haute")] and result.too_old == [1]
     assert "ACK_MAX_AGE_DAYS" in result.line()
     assert box.ack([1]).acknowledged == [(1, "haute")]  # by hand, it goes
+
+
+def _due_by_the_store(box: Box) -> bool:
+    return bool(box.store.ack_candidates() or box.store.raise_candidates())
+
+
+def test_acks_due_read_with_the_stdlib_agrees_with_the_store(box):
+    """`tickets sync` skips its acknowledgement step when the stdlib read says nothing is due:
+    that read must say what the store's queries say, state after state."""
+    from gestan_release.intake_cursors import acks_due
+
+    def agree(expected: bool) -> None:
+        assert acks_due(box.url) is expected
+        assert _due_by_the_store(box) is expected
+
+    agree(False)  # an empty database
+    box.forum_ticket(1, "normale")
+    agree(True)  # a forum ticket never acknowledged
+    box.ack()
+    agree(False)
+    box.forum_ticket(1, "basse")
+    agree(False)  # lowered: nothing to tell
+    box.forum_ticket(1, "flash")
+    agree(True)  # raised above what was announced
+    box.ack()
+    agree(False)
+    box.tickets.add(Ticket(2, "Appel", Priority.FLASH, "Paul", "paul@example.com"))
+    agree(False)  # not tracked through the forum
+    fixed = box.forum_ticket(3, "haute")
+    box.tickets.set_status([fixed.id], "released")
+    agree(False)  # already released
+    assert acks_due("postgresql+psycopg://postgres@127.0.0.1/test") is None  # the store decides
+    assert acks_due(f"sqlite:///{box.repo / 'missing.sqlite'}") is None

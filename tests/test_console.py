@@ -14,16 +14,9 @@ import sys
 import pytest
 from rich.console import Console
 
-from gestan_release.console import (
-    TerminalDisplay,
-    View,
-    _TerminalFilter,
-    exit_code_of,
-    live_capable,
-    make_console,
-    result_line,
-)
+from gestan_release.console import View, _TerminalFilter, exit_code_of, result_line
 from gestan_release.errors import FlowRunError, IncompleteRelease, ReleaseError
+from gestan_release.terminal import TerminalDisplay, live_capable, make_console
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 
 from gestan_release import db
 from gestan_release.settings import load
+from gestan_release.tables import metadata
 
 
 @pytest.fixture(autouse=True)
@@ -118,7 +119,7 @@ def test_the_orm_schema_matches_the_migrations(empty_database_url):
     db.upgrade(url)
     with db.engine_for(url).connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, db.metadata) == []
+        assert compare_metadata(context, metadata) == []
 
 
 CONCURRENT_WRITER = """

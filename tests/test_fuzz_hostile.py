@@ -34,11 +34,11 @@ from gestan_release.messages import (
     forum_comments,
     forum_topic,
     reporter_mails,
-    safe_url,
-    weighted_length,
 )
-from gestan_release.ticket_import import ticket_from_mapping
+from gestan_release.templating import safe_url
+from gestan_release.ticket_fields import ticket_from_mapping
 from gestan_release.tickets import Ticket
+from gestan_release.tweet_length import weighted_length
 from gestan_release.validation import is_clean
 from gestan_release.versions import Version
 

@@ -22,10 +22,11 @@ from fakes.vanilla_server import (
 from gestan_release import db
 from gestan_release.channels.forum_reader import ForumReader, MissingEmailScope
 from gestan_release.errors import ConfigError, DeliveryError
-from gestan_release.intake import (
+from gestan_release.intake import sync
+from gestan_release.intake_cursors import LazyIntakeStore
+from gestan_release.intake_fields import (
     InvalidField,
     priority_tags,
-    sync,
     validate_discussion,
     validate_reporter,
 )
@@ -213,6 +214,23 @@ def test_nothing_new_reads_no_user_and_writes_nothing(settings, forum, clock):
     summary, _ = run(settings, forum, clock)
     assert summary.read == 0 and summary.new == 0
     assert not [r for r in forum.requests[before:] if r.path == "/api/v2/users"]
+
+
+def test_nothing_new_opens_no_store_the_first_page_to_write_does(settings, forum, clock):
+    """On a SQLite file the cursors are read with the stdlib: a re-sync with nothing new never
+    opens the SQLAlchemy store (issue 10: within a second); a page to write opens it."""
+    report(forum, "Bug un", "haute")
+    run(settings, forum, clock)
+    clock.now += 3600
+    for expect_new in (0, 1):
+        if expect_new:
+            new = report(forum, "Bug deux", "flash")
+        store = LazyIntakeStore(settings)
+        with reader_for(forum, clock) as reader:
+            summary = sync(settings, reader, store)
+        assert summary.new == expect_new and store.opened == bool(expect_new)
+    assert TicketStore(settings.database_url).get(new).priority is Priority.FLASH
+    assert store.state(f"category:{BUGS}")["after_id"] == new
 
 
 def test_a_retag_that_touches_date_updated_is_seen_incrementally(settings, forum, clock):
@@ -477,8 +495,42 @@ def test_cli_sync_acks_lists_and_fails_in_one_line(tmp_path, monkeypatch, forum,
     assert code == 1 and err.count("\n") == 1 and "'rouge'" in err and "Traceback" not in err
 
 
+def test_cli_resync_in_a_process_of_its_own_loads_no_sqlalchemy(tmp_path, monkeypatch, forum):
+    """What a re-sync with nothing new imports is checked in a real process (issue 10: it must
+    answer within a second, and SQLAlchemy alone costs half of that)."""
+    import json
+    import subprocess
+    import sys
+
+    repo = tmp_path / "cli"
+    repo.mkdir()
+    report(forum, "Zoe facture bloquée", "flash")
+    assert _cli(["tickets", "sync"], monkeypatch, forum, repo) == 0  # and its acknowledgement
+    code = (
+        "import json, sys\n"
+        "from gestan_release.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic'})\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
+    )
+    for extra in (["--no-ack"], []):
+        # with the acknowledgement step too: nothing due, so neither the stores nor the mail
+        # channels are opened
+        args = ["--repo", str(repo), "tickets", "sync", *extra]
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        )
+        lines = proc.stderr.strip().splitlines()
+        if extra:
+            assert "sync: 0 discussion(s) read" in lines[-2]
+        else:
+            assert "sync: 0 discussion(s) read" in lines[-3]
+            assert lines[-2].endswith("ack: 0 acknowledgement(s) sent")
+        assert json.loads(lines[-1]) == {"code": 0, "heavy": []}
+
+
 def test_a_forum_report_goes_through_the_same_validation_as_an_import() -> None:
-    from gestan_release.intake import classify
+    from gestan_release.intake_fields import classify
 
     def row(**over):
         base = {

@@ -18,8 +18,9 @@ import pytest
 
 from gestan_release import db
 from gestan_release.errors import ReleaseError
-from gestan_release.ledger import Ledger, LockRecord
+from gestan_release.ledger import Ledger
 from gestan_release.lock import ReleaseLock, holder_id
+from gestan_release.tables import LockRecord
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 

@@ -16,17 +16,16 @@ from gestan_release.history import CommitRef
 from gestan_release.messages import (
     ReleaseNotes,
     announcement,
-    discussion_id,
     forum_comments,
     forum_topic,
     message_id,
-    neutralise,
     release_messages,
     render_preview,
     reporter_mails,
-    weighted_length,
 )
 from gestan_release.tickets import Priority, Ticket
+from gestan_release.tweet_length import weighted_length
+from gestan_release.usertext import discussion_id, neutralise
 from gestan_release.versions import Version
 
 MAIL_FROM = "Support Gestan <support@gestan.fr>"

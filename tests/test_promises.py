@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from gestan_release import db
 from gestan_release.intake_store import IntakeStore
 from gestan_release.ledger import Ledger
-from gestan_release.promises import load_facts, measure, parse_support_hours, support_minutes
+from gestan_release.promise_facts import load_facts
+from gestan_release.promises import measure, parse_support_hours, support_minutes
 from gestan_release.report import write_report
 from gestan_release.settings import Settings
 from gestan_release.ticket_store import TicketStore

@@ -9,8 +9,10 @@ import subprocess
 
 import pytest
 
+from gestan_release.analysis import RangeFixes, Rule
 from gestan_release.cli import main
-from gestan_release.history import RangeFixes, Rule, Rules, scan_range
+from gestan_release.history import Rules, scan_range
+from gestan_release.stories import stories_of
 
 RULES = Rules()
 
@@ -559,7 +561,7 @@ def test_explain_as_text(capsys, stories) -> None:
 def test_the_stories_that_are_not_plain(stories) -> None:
     r, _ = stories
     result = scan(r)
-    assert [s.ticket for s in result.stories()] == [502, 503, 504]
+    assert [s.ticket for s in stories_of(result)] == [502, 503, 504]
 
 
 # --------------------------------------------------------------------------------------------

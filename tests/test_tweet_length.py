@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fakes.contracts import contracts_dir
 
-from gestan_release.messages import weighted_length
+from gestan_release.tweet_length import weighted_length
 
 _SUITE = yaml.safe_load(
     (contracts_dir() / "twitter-text" / "validate.yml").read_text(encoding="utf-8")
@@ -44,3 +44,20 @@ def test_v2_cases_agree_except_emoji_sequences(case: dict) -> None:
         assert ours <= theirs
     else:
         assert ours == theirs
+
+
+def test_twitter_text_is_loaded_without_pkg_resources() -> None:
+    """In a process of its own (here something may have imported pkg_resources already): the
+    library reads its emoji table through the stand-in, counts the same, and leaves no
+    `pkg_resources` behind."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gestan_release.tweet_length import weighted_length\n"
+        "print(weighted_length('english text 日本語 😷 https://example.com'),\n"
+        "      weighted_length('🙋🏽👨\\u200d🎤'), 'pkg_resources' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["46", "4", "False"]

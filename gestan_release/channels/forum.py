@@ -37,10 +37,10 @@ What "never twice" means on the forum:
   approves both). A follow-up part cannot be posted while its discussion awaits approval.
 - Vanilla has no idempotency key; a post deleted by a moderator is not found and would be re-posted.
 
-About 500 lines on purpose (one outside service, one module): posting, finding by marker and
-completing the parts of a post are one state machine over the same client. Cutting a body into
-parts is `forum_parts`; HTTP, retries and waits are `channels.http` and `gestan_release.retry`;
-reading bug reports is `forum_reader`.
+Why one module: about 500 lines on purpose (one outside service, one module): posting, finding
+by marker and completing the parts of a post are one state machine over the same client. Cutting a
+body into parts is `forum_parts`; HTTP, retries and waits are `channels.http` and
+`gestan_release.retry`; reading bug reports is `forum_reader`.
 """
 
 from __future__ import annotations
@@ -156,20 +156,14 @@ class ForumSender(HttpChannel):
             return self._send_topic(message)
         if isinstance(message, ForumComment):
             return self._send_comment(message)
-        raise DeliveryError(
-            f"the forum channel only sends topics and comments, not {type(message).__name__}",
-            permanent=True,
-        )
+        raise _not_ours(message)
 
     def find_existing(self, message: Message) -> Receipt | None:
         if isinstance(message, ForumTopic):
             return self._find_topic(message)
         if isinstance(message, ForumComment):
             return self._find_comment(message)
-        raise DeliveryError(
-            f"the forum channel only sends topics and comments, not {type(message).__name__}",
-            permanent=True,
-        )
+        raise _not_ours(message)
 
     def check(self) -> str:
         """Verify the token (`GET /api/v2/users/me`) and the category; posts nothing."""
@@ -529,3 +523,10 @@ class ForumSender(HttpChannel):
             f"the forum refused the request (HTTP {status}) while {what}{detail}",
             permanent=True,
         )
+
+
+def _not_ours(message: Message) -> DeliveryError:
+    return DeliveryError(
+        f"the forum channel only sends topics and comments, not {type(message).__name__}",
+        permanent=True,
+    )

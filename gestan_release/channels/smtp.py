@@ -27,9 +27,9 @@ the ledger: a mail sent again after a crash carries the same Message-ID, and mai
 de-duplicate on it (and every client's threading) treat it as the same message. Within one run
 each mail is handed to the server at most once unless the server answered that it did not take it.
 
-One module of about 650 lines on purpose (one outside service, one module): the connection pool,
-the batch workers and one attempt share the sender's state (the idle sessions, the batch's fatal
-error, the retry policy), and what a reply means depends on where in the session it came.
+Why one module: about 650 lines on purpose (one outside service, one module): the connection
+pool, the batch workers and one attempt share the sender's state (the idle sessions, the batch's
+fatal error, the retry policy), and what a reply means depends on where in the session it came.
 Building the message is `mailmsg`, the retry policy `gestan_release.retry`.
 """
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from gestan_release.commands import add_format, command, note, settings_from, warn
 
 if TYPE_CHECKING:
-    from gestan_release.history import RangeFixes
+    from gestan_release.analysis import RangeFixes
     from gestan_release.planning import Range
     from gestan_release.settings import Settings
 
@@ -151,9 +151,10 @@ def _explain(
 ) -> int:
     """`changelog --explain ID`: the story of one ticket in the range."""
     from gestan_release.changelog import render_story
+    from gestan_release.stories import story_of
     from gestan_release.ticket_lookup import lookup_tickets
 
-    story = fixes.explain(args.explain).to_json()
+    story = story_of(fixes, args.explain).to_json()
     known = lookup_tickets(settings.database_url, [args.explain])
     story["title"] = known[args.explain].title if args.explain in known else None
     story["from"] = rng.from_ref

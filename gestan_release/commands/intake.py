@@ -41,15 +41,14 @@ def register(sub: Any) -> None:
     )
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from gestan_release.db import ensure_state_dir
-    from gestan_release.intake_store import IntakeStore
+def _stores(settings: Any, store: Any = None) -> tuple[Any, Any]:
+    """The intake store (`store` opened, or a new one) and the ledger, the state directory made
+    and the schema migrated."""
+    from gestan_release.intake_cursors import LazyIntakeStore
     from gestan_release.ledger import Ledger
 
-    settings = settings_from(args)
-    ensure_state_dir(settings)
-    assert settings.database_url is not None
-    return settings, IntakeStore(settings.database_url), Ledger(settings.database_url)
+    intake = (store if store is not None else LazyIntakeStore(settings)).open()
+    return intake, Ledger(intake.url)
 
 
 def _print_ack(result: Any) -> int:
@@ -65,18 +64,6 @@ def _print_ack(result: Any) -> int:
     return 1 if result.failed or result.refused else 0
 
 
-def run_ack(settings: Any, store: Any, ledger: Any, ids: list[int] | None) -> Any:
-    from gestan_release.acks import acknowledge
-    from gestan_release.channels import check_settings, close_all, senders_for
-
-    check_settings(settings)
-    senders = senders_for(settings)
-    try:
-        return acknowledge(settings, ledger, store, senders, ids)
-    finally:
-        close_all(senders)
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     """take the triaged bug reports in from the forum, then acknowledge them
 
@@ -86,11 +73,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
     priority; one without is listed 'à trier'. Incremental and safe to interrupt: the next run goes
     on where this one stopped. Then sends the acknowledgement mail of every new ticket (once),
     unless --no-ack."""
+    from gestan_release.acks import AckResult, run_ack
     from gestan_release.channels.forum_reader import ForumReader
     from gestan_release.console import View
     from gestan_release.intake import sync
+    from gestan_release.intake_cursors import LazyIntakeStore, acks_due
 
-    settings, store, ledger = _open(args)
+    # Opened when there is something to write: a re-sync with nothing new reads its cursors with
+    # the stdlib and never imports SQLAlchemy (issue 10: within a second).
+    settings = settings_from(args)
+    store = LazyIntakeStore(settings)
     with (
         ForumReader.from_settings(settings) as reader,
         View(out=sys.stderr).watching(prefect=False) as display,
@@ -105,7 +97,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     note(summary.line())
     if args.no_ack:
         return 0
-    return _print_ack(run_ack(settings, store, ledger, None))
+    if acks_due(settings.database_url or "") is False:
+        # Nothing to mail: the step's answer without opening the stores and the mail channels
+        # (their settings are checked when there is something to send).
+        return _print_ack(AckResult())
+    return _print_ack(run_ack(settings, *_stores(settings, store), None))
 
 
 def cmd_ack(args: argparse.Namespace) -> int:
@@ -115,8 +111,10 @@ def cmd_ack(args: argparse.Namespace) -> int:
     each forum-tracked open ticket not yet acknowledged, or of the tickets ID…, once, through SMTP
     or the Maildir outbox; mail one short update for a priority raised since. Its Message-ID is
     stored so the 'fixed' mail threads under it."""
-    settings, store, ledger = _open(args)
-    return _print_ack(run_ack(settings, store, ledger, args.ids or None))
+    from gestan_release.acks import run_ack
+
+    settings = settings_from(args)
+    return _print_ack(run_ack(settings, *_stores(settings), args.ids or None))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -130,7 +128,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gestan_release.errors import ConfigError
-    from gestan_release.promises import load_facts, measure
+    from gestan_release.promise_facts import load_facts
+    from gestan_release.promises import measure
     from gestan_release.report import write_report
 
     since = None

@@ -1,21 +1,18 @@
 """`release`, `hotfix`, `nightly`, `resume`, `status`, `demo`, `on-tag`.
 
-The first four run the Prefect flows of `flows/` in this process (with no `PREFECT_API_URL`,
-Prefect starts a temporary local server). Prefect is imported only here, inside the handlers.
+The first four run the Prefect flows of `flows/` in this process through `flowrun` (with no
+`PREFECT_API_URL`, Prefect starts a temporary local server); Prefect is imported only inside the
+handlers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gestan_release.commands import add_format, add_output_options, command, note, settings_from
 from gestan_release.errors import GestanReleaseError
-
-if TYPE_CHECKING:
-    from gestan_release.console import View
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,46 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-def _prefect_env() -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    # The temporary local server (no PREFECT_API_URL) may start slowly on a busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
-
-def _flow(name: str) -> Any:
-    if name == "release":
-        from flows.release import release as fn
-    elif name == "hotfix":
-        from flows.hotfix import hotfix as fn
-    elif name == "nightly":
-        from flows.nightly import nightly as fn
-    else:
-        from flows.resume import resume as fn
-    return fn
-
-
-def run_flow(name: str, view: View | None = None, **params: Any) -> dict[str, Any]:
-    """Run one of the flows of `flows/` in this process and return its result; shown through
-    `view` (steps, bars, Prefect's console tamed) when given. Raises the run's expected error,
-    or FlowRunError naming the run when it failed on a bug."""
-    _prefect_env()
-    from gestan_release.prefect_support import flow_result, quiet_expected_errors
-
-    quiet_expected_errors()
-    fn = _flow(name)
-    if view is None:
-        return flow_result(fn(**params, return_state=True))
-    with view.watching() as display:
-        if not os.environ.get("PREFECT_API_URL"):
-            display.running("starting a temporary Prefect server (PREFECT_API_URL is not set)")
-        state = fn(**params, return_state=True)
-    return flow_result(state, with_run=view.format == "json")
-
-
 def _run(args: argparse.Namespace, name: str, **params: Any) -> int:
     """Run the flow, show how it ended, and say the exit code (README: exit codes)."""
     from gestan_release.console import View
+    from gestan_release.flowrun import run_flow
 
     view = View.from_args(args)
     try:

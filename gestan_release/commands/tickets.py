@@ -111,7 +111,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     """add or update one ticket
 
     Add a ticket, or update the one with that id (its status is kept)."""
-    from gestan_release.ticket_import import parse_reporter, ticket_from_mapping
+    from gestan_release.ticket_fields import parse_reporter, ticket_from_mapping
 
     name, email = parse_reporter(args.reporter)
     ticket, _, problems = ticket_from_mapping(

@@ -7,17 +7,14 @@ connection is opened on `sqlalchemy.url`.
 
 from __future__ import annotations
 
-import importlib
-
 from alembic import context
 
 from gestan_release import db
-
-for module in db.MODEL_MODULES:
-    importlib.import_module(module)
+from gestan_release.tables import metadata
 
 config = context.config
-target_metadata = db.metadata
+# Every table, for autogenerate: the migrations follow `tables.py`.
+target_metadata = metadata
 
 
 def _configure(connection) -> None:

@@ -12,6 +12,9 @@
   release for everyone;
 - the answer is `critical` if any release it jumps over (or itself) is critical, so that a later
   optional U sub-version never hides an earlier flash fix.
+
+The question itself, a `/v1/check` query string, is read by `parse_check` (`BadQuery` if it is
+not one).
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
-from gestan_release.updates.manifest import STABLE, find_release
+from gestan_release.updates.manifest import (
+    CHANNEL_RE,
+    INSTALL_ID_RE,
+    PLATFORM_RE,
+    STABLE,
+    find_release,
+)
+from gestan_release.validation import excerpt
 from gestan_release.versions import Version
 
 
@@ -159,3 +170,44 @@ def check_answer(
         **common,
         "critical": choice.critical,
     }
+
+
+class BadQuery(ValueError):
+    """A `/v1/check` query string that is not one (answered 400)."""
+
+
+def parse_check(query_string: bytes) -> tuple[str, str, str, str, bool]:
+    """channel, platform, version, install_id, interactive from a `/v1/check` query string."""
+    params: dict[str, str] = {}
+    for pair in query_string.decode("latin-1").split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        if name in params:
+            raise BadQuery(f"parameter {excerpt(name)} given twice")
+        params[name] = value
+    try:
+        channel = params.pop("channel")
+        platform = params.pop("platform")
+        version = params.pop("version")
+        install_id = params.pop("install_id")
+    except KeyError as exc:
+        raise BadQuery(
+            f"missing parameter {exc.args[0]!r}: /v1/check needs version, channel, platform "
+            f"and install_id"
+        ) from None
+    interactive = params.pop("interactive", "0")
+    if params:
+        names = ", ".join(excerpt(n, 20) for n in sorted(params)[:5])
+        raise BadQuery(f"unknown parameter(s) {names}")
+    if not CHANNEL_RE.match(channel):
+        raise BadQuery(f"channel {excerpt(channel)} is not valid")
+    if not PLATFORM_RE.match(platform):
+        raise BadQuery(f"platform {excerpt(platform)} is not valid")
+    if not INSTALL_ID_RE.match(install_id):
+        raise BadQuery("install_id must be 1–128 letters, digits, '.', '_', ':' or '-'")
+    if interactive not in ("0", "1"):
+        raise BadQuery("interactive must be 0 or 1")
+    return channel, platform, version, install_id, interactive == "1"

@@ -6,7 +6,8 @@ worked out once (`_plan`), and per (channel, platform, version, target) the sign
 built once. A request then costs a query-string split, at most a hash per staged release, and a
 dictionary look-up. Every change to the store (this server's admin API, or a local publisher
 writing the same directory, noticed within a second) drops the caches. The admin API (PUT,
-PATCH) is `updates.admin`; the pieces of an answer both use are `updates.answers`.
+PATCH) is `updates.admin`; the pieces of an answer both use are `updates.answers`; the query and
+the choice it leads to are `updates.choice`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from gestan_release.updates import UpdatesError
 from gestan_release.updates.admin import MAX_BODY, AdminApi
@@ -34,18 +34,18 @@ from gestan_release.updates.answers import (
     not_allowed,
 )
 from gestan_release.updates.choice import (
+    BadQuery,
     Candidate,
     Choice,
     candidates_for,
     check_answer,
     in_rollout,
     is_critical_jump,
+    parse_check,
 )
 from gestan_release.updates.limits import Limits, uvicorn_options
 from gestan_release.updates.manifest import (
     CHANNEL_RE,
-    INSTALL_ID_RE,
-    PLATFORM_RE,
     ManifestError,
     canonical,
     check_channel,
@@ -69,10 +69,6 @@ class _Step:
     candidate: Candidate
     staged: bool  # decided per install (partial rollout, not critical)
     version_text: str
-
-
-class BadQuery(ValueError):
-    pass
 
 
 class UpdateServer:
@@ -216,7 +212,7 @@ class UpdateServer:
     # -- GET /v1/check -----------------------------------------------------------------------------
     def check(self, query_string: bytes) -> Answer:
         try:
-            channel, platform, version_text, install_id, interactive = _parse_check(query_string)
+            channel, platform, version_text, install_id, interactive = parse_check(query_string)
         except BadQuery as exc:
             return error(400, str(exc))
         if channel not in self._known:
@@ -321,43 +317,6 @@ class UpdateServer:
         full = Answer(200, [JSON, *common], signed.body)
         sig = Answer(200, [(b"content-type", b"text/plain"), *common], signed.signature.encode())
         return full, sig, etag
-
-
-def _parse_check(query_string: bytes) -> tuple[str, str, str, str, bool]:
-    """channel, platform, version, install_id, interactive from a `/v1/check` query string."""
-    params: dict[str, str] = {}
-    for pair in query_string.decode("latin-1").split("&"):
-        if not pair:
-            continue
-        name, _, value = pair.partition("=")
-        if "%" in value or "+" in value:
-            value = unquote_plus(value)
-        if name in params:
-            raise BadQuery(f"parameter {excerpt(name)} given twice")
-        params[name] = value
-    try:
-        channel = params.pop("channel")
-        platform = params.pop("platform")
-        version = params.pop("version")
-        install_id = params.pop("install_id")
-    except KeyError as exc:
-        raise BadQuery(
-            f"missing parameter {exc.args[0]!r}: /v1/check needs version, channel, platform "
-            f"and install_id"
-        ) from None
-    interactive = params.pop("interactive", "0")
-    if params:
-        names = ", ".join(excerpt(n, 20) for n in sorted(params)[:5])
-        raise BadQuery(f"unknown parameter(s) {names}")
-    if not CHANNEL_RE.match(channel):
-        raise BadQuery(f"channel {excerpt(channel)} is not valid")
-    if not PLATFORM_RE.match(platform):
-        raise BadQuery(f"platform {excerpt(platform)} is not valid")
-    if not INSTALL_ID_RE.match(install_id):
-        raise BadQuery("install_id must be 1–128 letters, digits, '.', '_', ':' or '-'")
-    if interactive not in ("0", "1"):
-        raise BadQuery("interactive must be 0 or 1")
-    return channel, platform, version, install_id, interactive == "1"
 
 
 def _etag_matches(header: bytes, etag: bytes) -> bool:

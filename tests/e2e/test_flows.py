@@ -9,6 +9,7 @@ import email.policy
 import threading
 
 import pytest
+import sqlalchemy as sa
 
 pytest.register_assert_rewrite("flow_fixtures")  # its asserts explain themselves too
 
@@ -25,6 +26,7 @@ from flow_fixtures import (  # noqa: E402
 )
 
 from gestan_release.errors import GestanReleaseError, ReleaseError  # noqa: E402
+from gestan_release.tables import OverrideRecord, ReleaseTicketRecord  # noqa: E402
 
 pytestmark = pytest.mark.slow
 # The fixtures (session harness, sandbox) live in flow_fixtures.py, beside this file.
@@ -430,7 +432,13 @@ def test_unknown_ticket_refs_are_released_warned_and_listed(sandbox: Sandbox) ->
     sandbox.repo.commit("Stock : nettoyage #999")
     result = ok(run_flow("release", sandbox.path))
     assert "#999" in result["summary"] and "not in the ticket store" in result["summary"]
-    assert [t.ticket_id for t in sandbox.ledger().release_tickets(VERSION) if not t.known] == [999]
+    with sandbox.ledger().engine.connect() as connection:
+        unknown = connection.execute(
+            sa.select(ReleaseTicketRecord.ticket_id).where(
+                ReleaseTicketRecord.version == VERSION, ReleaseTicketRecord.known.is_(False)
+            )
+        )
+        assert unknown.scalars().all() == [999]
     assert sandbox.ledger().release(VERSION).state == "released"
 
 
@@ -497,7 +505,10 @@ def test_flash_fix_of_a_u_missing_from_the_next_full_version(
 
     reason = "le correctif #101 est remplacé par la refonte des remises"
     ok(run_flow("release", box.path, allow_missing=[101], reason=reason))
-    overrides = box.ledger().overrides(VERSION)
+    with box.ledger().engine.connect() as connection:
+        overrides = connection.execute(
+            sa.select(OverrideRecord).where(OverrideRecord.version == VERSION)
+        ).all()
     assert [(o.ticket_id, o.rule, o.reason) for o in overrides] == [
         (101, "flash-in-next-full", reason)
     ]
