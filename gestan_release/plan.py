@@ -35,7 +35,8 @@ from gestan_release.settings import Settings
 from gestan_release.versions import Kind, Version, release_version
 
 if TYPE_CHECKING:
-    from gestan_release.ledger import Ledger, Release
+    from gestan_release.ledger import Ledger
+    from gestan_release.release_book import Release
 
 
 @dataclass(frozen=True)
