@@ -208,7 +208,7 @@ def run_ours(
             # The pipeline's own `deliver`: skip what is done, record before and after each mail.
             from types import SimpleNamespace
 
-            from gestan_release.pipeline import StepResult, deliver
+            from gestan_release.delivery import StepResult, deliver
 
             result = StepResult("mail")
             deliver(ledger, SimpleNamespace(version="15.4.0"), sender, mails, "mail", result)

@@ -1,7 +1,8 @@
 """Benchmark: a release of 500 tickets from 300 reporters on the embedded default.
 
 Compares, in the same run and on identical fresh copies of one sandbox:
-  (a) plain  — the steps of the release called as plain functions of `gestan_release.pipeline`;
+  (a) plain  — the release's runbook (`gestan_release.runbook`) with its steps called as plain
+               functions, in the flow's order;
   (b) flow   — the Prefect `release` flow (tasks, retries, artifacts), the Prefect server already
                running (its start-up is not counted): the code path the CLI took before issue 13;
   (c) today  — `gestan-release release` on a terminal before issue 13: the flow without the
@@ -174,46 +175,13 @@ def build_template(
 
 
 def plain_release(repo: Path) -> dict:
-    """The steps of the release flow, in the same order, as plain function calls."""
-    from gestan_release import db, pipeline
-    from gestan_release.channels import close_all, senders_for
-    from gestan_release.ledger import Ledger
+    """The release flow's runbook (`gestan_release.runbook.cut`), its steps called as plain
+    functions instead of Prefect tasks: the same order, the same lock, the same policy."""
+    from gestan_release import runbook
     from gestan_release.settings import load
 
-    settings = load(repo)
-    branch = pipeline.preflight(settings, "full", None)
-    db.ensure_state_dir(settings)
-    ledger = Ledger(settings.database_url)
-    holder = ledger.acquire(f"repo:{settings.repo}")
-    try:
-        plan = pipeline.plan_release(settings, "full", branch)
-        pipeline.guard(settings, plan)
-        pipeline.record_start(ledger, plan)
-        results = []
-        commit, r = pipeline.git_step(settings, ledger, plan)
-        results.append(r)
-        artifacts, r = pipeline.build_step(settings, ledger, plan, commit)
-        results.append(r)
-        results.append(pipeline.publish_step(settings, ledger, plan, artifacts, None))
-        senders = senders_for(settings)
-        try:
-            results.append(pipeline.announce_step(settings, ledger, plan, senders))
-            url, r = pipeline.forum_step(settings, ledger, plan, senders)
-            results.append(r)
-            results.append(pipeline.mail_step(settings, ledger, plan, senders, url))
-        finally:
-            close_all(senders)
-        results.append(pipeline.tickets_step(settings, ledger, plan))
-        complete, _ = pipeline.summary(ledger, plan, results)
-        ledger.finish_release(plan.version, complete)
-        return {
-            "version": plan.version,
-            "complete": complete,
-            "mails": results[-2].done,
-            "comments": results[-3].done,
-        }
-    finally:
-        ledger.release_lock(f"repo:{settings.repo}", holder)
+    result = runbook.cut(load(repo), "full", None)
+    return {"version": result["version"], "complete": result["state"] == "released"}
 
 
 def flow_release(repo: Path) -> dict:
@@ -243,7 +211,7 @@ def _without_display_hooks():
     names = ("on_running_hooks", "on_completion_hooks", "on_failure_hooks")
     saved = [
         (obj, [getattr(obj, n) for n in names])
-        for obj in vars(common).values()
+        for obj in [*vars(common).values(), *common.STEP_TASKS.values()]
         if isinstance(obj, Task)
     ]
     for obj, _ in saved:

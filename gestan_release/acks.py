@@ -6,7 +6,7 @@ what it means and the planned delay in the words of Gestan's support page (templ
 
 - Sent once per ticket through the release mails' channel (SMTP, or the Maildir outbox) and
   ledger: the delivery `ack:<id>` of the scope `intake`, recorded `sending` before and `done`
-  after (`pipeline.deliver`), so no crash sends it twice or loses it.
+  after (`delivery.deliver`), so no crash sends it twice or loses it.
 - Its Message-ID (deterministic) goes on the ticket (`ack_message_id`): the "corrigé" mail of the
   release that fixes it carries `In-Reply-To`/`References` to it and threads under it.
 - A priority raised after the acknowledgement (normale → flash) sends one short update mail
@@ -40,7 +40,7 @@ SCOPE = "intake"
 
 @dataclass(frozen=True)
 class Scope:
-    """What `pipeline.deliver` / `once` need of a release: the ledger scope of the deliveries."""
+    """What `delivery.deliver` / `once` need of a release: the ledger scope of the deliveries."""
 
     version: str = SCOPE
 
@@ -197,7 +197,7 @@ def acknowledge(
     progress: Any = None,
 ) -> AckResult:
     """Send the acknowledgements (all due ones, or those of `ids`) and the priority raises."""
-    from gestan_release.pipeline import StepResult, deliver
+    from gestan_release.delivery import StepResult, deliver
     from gestan_release.ticket_store import TicketStore
 
     tickets_store = TicketStore(settings.database_url)

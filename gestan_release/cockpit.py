@@ -117,12 +117,12 @@ def approval_key(version: str) -> str:
 def approval_request(settings: Any, plan: Any, deadline: datetime) -> str:
     """The markdown the release manager approves: version, changelog, X text, number of mails,
     and the tickets whose story is not plain."""
-    from gestan_release import pipeline
     from gestan_release.changelog import render as render_changelog
     from gestan_release.messages import _fence, release_messages
+    from gestan_release.notes import release_notes
     from gestan_release.templating import render_template
 
-    notes = pipeline.release_notes(settings, plan)
+    notes = release_notes(settings, plan)
     messages = release_messages(
         notes, category=settings.forum_category, mail_from=settings.mail_from
     )

@@ -4,7 +4,7 @@ brought up to date on every run, so that any worker can run (or resume) any rele
 The cache is a plain clone whose local branches and tags mirror the remote's exactly (fetched with
 `+refs/heads/*:refs/heads/*`, pruned): `release/15.4` names the same commit as on the remote, and
 a tag made by a worker that vanished before pushing it is not there (the release's git step then
-makes it again, see `pipeline.git_step`). Work-tree leftovers are wiped; ignored files (the state
+makes it again, see `steps.git_step`). Work-tree leftovers are wiped; ignored files (the state
 directory) are kept. One run at a time per clone on a worker (a file lock), which the kernel frees
 if the process dies.
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from gestan_release import cockpit, pipeline
+from gestan_release import cockpit
 from gestan_release.ledger import Ledger
+from gestan_release.notes import release_notes
+from gestan_release.plan import plan_release
 from gestan_release.settings import load
 from gestan_release.tables import OverrideRecord
 
@@ -150,7 +152,7 @@ def plan(git_repo):
             Ticket(103, "Articles *gras*", "basse", "Alice", "alice@example.com", "https://f/d/3"),
         ]
     )
-    plan = pipeline.plan_release(settings, "full", "main")
+    plan = plan_release(settings, "full", "main")
     return settings, plan, datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 
 
@@ -161,9 +163,7 @@ def test_the_approval_request_says_what_is_not_plain(plan) -> None:
     assert "| Version | 15.5.0 (15.5) |" in text
     from gestan_release.messages import release_messages
 
-    sent = release_messages(
-        pipeline.release_notes(settings, p), category="c", mail_from=settings.mail_from
-    )
+    sent = release_messages(release_notes(settings, p), category="c", mail_from=settings.mail_from)
     assert f"| Mails | {len(sent.mails)} auteur(s) de signalement prévenu(s) |" in text
     assert "28/11/2026 à 09:30" in text
     assert "gestan-release approve 15.5.0" in text and "reject 15.5.0 --reason" in text

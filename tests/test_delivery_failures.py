@@ -8,13 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.plans import u_plan
 from fakes.smtp import FakeSmtp, make_self_signed_cert
 
-from gestan_release import db, pipeline
+from gestan_release import db
 from gestan_release.channels.base import Mail, Message, Receipt
 from gestan_release.channels.outbox import MaildirOutbox
 from gestan_release.channels.smtp import SmtpSender
+from gestan_release.delivery import StepResult, deliver, record_start
 from gestan_release.ledger import Ledger
+from gestan_release.plan import Plan
 from gestan_release.settings import load
 from gestan_release.status import status
 
@@ -45,35 +48,24 @@ def mail(who: str, name: str) -> Mail:
 MAILS = [mail("alice", "Alice Martin"), mail("carol", BAD_NAME), mail("bob", "Bob Girard")]
 
 
-def plan() -> pipeline.Plan:
-    return pipeline.Plan(
-        kind="u",
-        version="15.4.1",
-        branch="release/15.4",
-        commit="c" * 40,
-        previous="15.4.0",
-        from_ref="v15.4.0",
-        channel="stable",
-        date="2026-11-27",
-        changelog={"from": "v15.4.0", "to": "c" * 40, "previous_version": "15.4.0",
-                   "tickets": [], "unknown": [], "reverted": []},
-    )  # fmt: skip
+def plan() -> Plan:
+    return u_plan()
 
 
-def run(ledger: Ledger, sender, messages: list[Message]) -> pipeline.StepResult:
-    result = pipeline.StepResult("mail")
-    pipeline.deliver(ledger, plan(), sender, messages, "mail", result)
+def run(ledger: Ledger, sender, messages: list[Message]) -> StepResult:
+    result = StepResult("mail")
+    deliver(ledger, plan(), sender, messages, "mail", result)
     return result
 
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
     led = Ledger(f"sqlite:///{tmp_path / 'gestan.db'}")
-    pipeline.record_start(led, plan())
+    record_start(led, plan())
     return led
 
 
-def assert_only_carol_failed(ledger: Ledger, result: pipeline.StepResult) -> None:
+def assert_only_carol_failed(ledger: Ledger, result: StepResult) -> None:
     [(key, reason)] = result.failed
     assert key == "mail:15.4.1:carol@example.com"
     assert "U+000B (VERTICAL TAB)" in reason

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gestan_release.errors import ReleaseError
-from gestan_release.pipeline import default_branch
+from gestan_release.plan import default_branch
 from gestan_release.settings import load
 
 

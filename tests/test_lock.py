@@ -265,22 +265,25 @@ def test_processes_racing_for_the_lock_one_wins(ledger: Ledger, tmp_path: Path) 
 
 CUT = """
 import os, sys, time
-from gestan_release import db, pipeline
+from gestan_release import db
+from gestan_release.delivery import record_start
+from gestan_release.plan import plan_release, preflight
+from gestan_release.steps import git_step
 from gestan_release.errors import ReleaseError
 from gestan_release.ledger import Ledger
 from gestan_release.settings import load
 settings = load(sys.argv[1])
-branch = pipeline.preflight(settings, "full", None)
+branch = preflight(settings, "full", None)
 ledger = Ledger(settings.database_url)
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.001)
 try:
     with ledger.lock(f"repo:{settings.repo}") as lock:
-        plan = pipeline.plan_release(settings, "full", branch)
-        pipeline.record_start(ledger, plan)
+        plan = plan_release(settings, "full", branch)
+        record_start(ledger, plan)
         lock.ensure_held()
-        pipeline.git_step(settings, ledger, plan)
+        git_step(settings, ledger, plan)
 except ReleaseError as exc:
     print("refused", exc, flush=True)
 else:

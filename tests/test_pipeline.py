@@ -1,12 +1,17 @@
-"""The pure parts of the runbook (plan, guard, preview, summary) on real git repositories and a
-real ticket store and ledger (SQLite and PostgreSQL), without Prefect."""
+"""The pure parts of the runbook (plan, guard, preview, summary) and its decisions (resume or plan
+anew, a reason to leave a fix out, approval once, the order of the steps and what a failure stops)
+on real git repositories and a real ticket store and ledger (SQLite and PostgreSQL), without
+Prefect."""
 
 from __future__ import annotations
 
 import pytest
 
-from gestan_release import pipeline
+from gestan_release.delivery import StepResult, record_start
 from gestan_release.errors import GitError, ReleaseError
+from gestan_release.notes import preview
+from gestan_release.plan import Plan, guard, plan_release, preflight
+from gestan_release.runbook import summary
 from gestan_release.settings import load
 from gestan_release.ticket_store import TicketStore
 from gestan_release.tickets import Ticket
@@ -64,7 +69,7 @@ def settings_of(r):
 def test_plan_of_a_full_version(repo) -> None:
     repo.cherry_pick(repo.u1)
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     assert (plan.version, plan.previous, plan.from_ref, plan.tag) == (
         "15.5.0",
         "15.4.0",
@@ -74,8 +79,8 @@ def test_plan_of_a_full_version(repo) -> None:
     assert sorted(plan.ticket_ids) == [101, 102, 103]
     assert plan.already_in == {101: "15.4 U1"}
     assert plan.commit == repo.head("main") and not plan.adopted_tag
-    assert pipeline.Plan.from_json(plan.to_json()) == plan
-    assert pipeline.guard(s, plan) == []
+    assert Plan.from_json(plan.to_json()) == plan
+    assert guard(s, plan) == []
 
 
 def test_a_nightly_tag_is_never_the_previous_release(repo) -> None:
@@ -83,21 +88,21 @@ def test_a_nightly_tag_is_never_the_previous_release(repo) -> None:
     repo.tag("v15.5.0-nightly.20200101")
     repo.commit("Encore (#102)")
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     assert plan.version == "15.5.0" and plan.previous == "15.4.0"
-    nightly = pipeline.plan_release(s, "nightly", "main")
+    nightly = plan_release(s, "nightly", "main")
     assert nightly.version.startswith("15.5.0-nightly.") and nightly.tag is None
     assert nightly.previous == "15.4.0" and nightly.channel == "nightly"
 
 
 def test_guard_keeps_u_fixes_in_the_next_full_version(repo) -> None:
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     with pytest.raises(ReleaseError, match=r"#101 \(15.4 U1\) not fixed in v15.4.0..main") as e:
-        pipeline.guard(s, plan)
+        guard(s, plan)
     assert len(str(e.value).splitlines()) == 1
-    allowed = pipeline.plan_release(s, "full", "main", allow_missing={101: "remplacé"})
-    assert pipeline.guard(s, allowed) == []
+    allowed = plan_release(s, "full", "main", allow_missing={101: "remplacé"})
+    assert guard(s, allowed) == []
 
 
 def test_guard_refuses_a_u_with_no_fix_and_warns_a_full_with_none(git_repo) -> None:
@@ -106,46 +111,46 @@ def test_guard_refuses_a_u_with_no_fix_and_warns_a_full_with_none(git_repo) -> N
     git_repo.branch("release/15.4")
     git_repo.commit("Nettoyage")
     s = load(git_repo.path)
-    full = pipeline.plan_release(s, "full", "main")
+    full = plan_release(s, "full", "main")
     assert full.ticket_ids == []
-    assert pipeline.guard(s, full) == ["15.5 fixes no ticket (allowed for a full version)"]
+    assert guard(s, full) == ["15.5 fixes no ticket (allowed for a full version)"]
     git_repo.checkout("release/15.4")
     git_repo.commit("Refactor")
-    u = pipeline.plan_release(s, "u", "release/15.4")
+    u = plan_release(s, "u", "release/15.4")
     with pytest.raises(ReleaseError, match=r"15\.4 U1 would fix no ticket"):
-        pipeline.guard(s, u)
+        guard(s, u)
 
 
 def test_unknown_refs_are_released_warned_and_previewed(repo) -> None:
     repo.cherry_pick(repo.u1)
     repo.commit("Stock #999")
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     assert plan.changelog["unknown"] == [999]
-    assert any("#999" in w for w in pipeline.guard(s, plan))
-    text = pipeline.preview(s, plan)  # the markdown changelog lists the unknown ref's commit
+    assert any("#999" in w for w in guard(s, plan))
+    text = preview(s, plan)  # the markdown changelog lists the unknown ref's commit
     assert "#999" in text and "15.5" in text
-    assert pipeline.preview(s, pipeline.Plan.from_json(plan.to_json())) == text
+    assert preview(s, Plan.from_json(plan.to_json())) == text
 
 
 def test_preflight_refuses_dirty_tree_and_detached_head(repo) -> None:
     s = load(repo.path)
-    assert pipeline.preflight(s, "full", None) == "main"
+    assert preflight(s, "full", None) == "main"
     (repo.path / "file1.txt").write_text("edited\n")
     with pytest.raises(GitError, match=r"uncommitted changes \(file1.txt\)"):
-        pipeline.preflight(s, "full", None)
+        preflight(s, "full", None)
     repo.git("checkout", "--", "file1.txt")
     repo.git("checkout", "-q", "--detach", "main")
     with pytest.raises(GitError, match="HEAD is detached"):
-        pipeline.preflight(s, "full", None)
-    assert pipeline.preflight(s, "nightly", None) == "main"  # a nightly may build a detached HEAD
+        preflight(s, "full", None)
+    assert preflight(s, "nightly", None) == "main"  # a nightly may build a detached HEAD
 
 
 def test_tags_on_the_commit_or_elsewhere(repo) -> None:
     repo.cherry_pick(repo.u1)
     s = settings_of(repo)
     repo.tag("v15.5.0")  # a developer tagged main's head: adopted
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     assert plan.version == "15.5.0" and plan.adopted_tag and plan.previous == "15.4.0"
     repo.git("tag", "-d", "v15.5.0")
     repo.git("checkout", "-q", "-b", "side", "main~1")
@@ -153,10 +158,10 @@ def test_tags_on_the_commit_or_elsewhere(repo) -> None:
     repo.tag("v15.5.0")
     repo.checkout("main")
     with pytest.raises(ReleaseError, match=r"tag v15\.5\.0 already exists on another commit"):
-        pipeline.plan_release(s, "full", "main")
+        plan_release(s, "full", "main")
     repo.tag("v15.7.0", "main")
     with pytest.raises(ReleaseError, match=r"tag v15\.7\.0 on main names 15\.7\.0, but the next"):
-        pipeline.plan_release(s, "full", "main")
+        plan_release(s, "full", "main")
 
 
 def test_summary_lists_what_is_left(repo) -> None:
@@ -164,13 +169,13 @@ def test_summary_lists_what_is_left(repo) -> None:
 
     repo.cherry_pick(repo.u1)
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     ledger = Ledger(s.database_url)
-    pipeline.record_start(ledger, plan)
-    ok = pipeline.StepResult("X")
+    record_start(ledger, plan)
+    ok = StepResult("X")
     ledger.mark_sending("x:15.5.0", plan.version, "x")
     ledger.mark_failed("x:15.5.0", "HTTP 503 | retry later")
-    complete, text = pipeline.summary(ledger, plan, [ok])
+    complete, text = summary(ledger, plan, [ok])
     assert not complete and "INCOMPLÈTE" in text
     assert "| `x:15.5.0` | failed | 1 | HTTP 503 \\| retry later |" in text
     assert "gestan-release resume 15.5.0" in text
@@ -178,7 +183,7 @@ def test_summary_lists_what_is_left(repo) -> None:
     ledger.mark_sending("mail:15.5.0:bob@example.com", plan.version, "mail")
     ledger.mark_failed("mail:15.5.0:bob@example.com", "550 no such user")
     ledger.mark_sending("mail:15.5.0:carol@example.com", plan.version, "mail")  # crashed: sending
-    _, text = pipeline.summary(ledger, plan, [ok])
+    _, text = summary(ledger, plan, [ok])
     assert "### Adresses refusées\n\n- bob@example.com\n" in text
     assert "- carol@example.com" not in text
     ledger.mark_sending("mail:15.5.0:bob@example.com", plan.version, "mail")
@@ -188,7 +193,7 @@ def test_summary_lists_what_is_left(repo) -> None:
     ledger.mark_sending("x:15.5.0", plan.version, "x")
     ledger.mark_done("x:15.5.0", "1", None)
     ok.done = 1
-    complete, text = pipeline.summary(ledger, plan, [ok])
+    complete, text = summary(ledger, plan, [ok])
     assert complete and "publiée" in text and "Reste à faire" not in text
     assert "| X | 1 | 0 | 0 | 0 |" in text
 
@@ -201,16 +206,16 @@ def test_the_preview_lists_the_tickets_whose_story_is_not_plain(repo) -> None:
     revert = repo.revert(bad)
     repo.commit("Nettoyage\n\nRefs: #104\n")
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "full", "main")
+    plan = plan_release(s, "full", "main")
     assert [story["id"] for story in plan.changelog["stories"]] == [101, 102, 104]
-    text = pipeline.preview(s, plan)
+    text = preview(s, plan)
     section = text.split("## Tickets à vérifier avant l'envoi (3)", 1)[1].split("\n## ", 1)[0]
     assert "**#101** Ticket 101 : corrigé" in section and "cherry-pick de" in section
     assert "**#102** Ticket 102 : corrigé" in section
     assert f"`{bad[:10]}`" in section and f"annulé par le revert `{revert[:10]}`" in section
     assert "**#104** : seulement mentionné : pas corrigé, aucun mail" in section
     assert "**#103**" not in section  # a plain fix
-    assert pipeline.preview(s, pipeline.Plan.from_json(plan.to_json())) == text
+    assert preview(s, Plan.from_json(plan.to_json())) == text
 
 
 def test_a_nightly_plan_warns_of_releases_tagged_elsewhere(repo) -> None:
@@ -220,6 +225,123 @@ def test_a_nightly_plan_warns_of_releases_tagged_elsewhere(repo) -> None:
     repo.tag("v15.5.0")
     repo.checkout("main")
     s = settings_of(repo)
-    plan = pipeline.plan_release(s, "nightly", "main")
+    plan = plan_release(s, "nightly", "main")
     assert plan.previous == "15.4.0" and plan.version.startswith("15.6.0-nightly.")
     assert any("release tag v15.5.0 is newer than v15.4.0" in w for w in plan.warnings)
+
+
+def test_leaving_a_fix_out_needs_a_reason() -> None:
+    from gestan_release.plan import allow_missing_overrides
+
+    with pytest.raises(ReleaseError, match="--allow-missing needs --reason"):
+        allow_missing_overrides([101], None)
+    assert allow_missing_overrides(["101", 102], "remplacé") == {101: "remplacé", 102: "remplacé"}
+    assert allow_missing_overrides(None, None) == {}
+
+
+def test_a_release_in_the_ledger_is_resumed_as_planned_not_planned_anew(repo) -> None:
+    from gestan_release.ledger import Ledger
+    from gestan_release.plan import plan_or_resume
+
+    s = settings_of(repo)
+    ledger = Ledger(s.database_url)
+    fresh, known = plan_or_resume(s, "full", "main", ledger=ledger)
+    assert known is None
+    recorded = Plan.from_json(fresh.to_json() | {"warnings": ["recorded then"]})
+    record_start(ledger, recorded)
+    repo.commit("Encore (#104)")  # the branch moved on since
+    again, known = plan_or_resume(s, "full", "main", ledger=ledger)
+    assert known is not None and again == recorded
+
+
+class Scripted:
+    """A runner whose steps return what the test says (or raise it), recording the order."""
+
+    def __init__(self, outcomes: dict[str, Exception | StepResult] | None = None) -> None:
+        from gestan_release.runbook import Runner
+
+        self.runner = Runner()
+        self.outcomes = outcomes or {}
+        self.called: list[str] = []
+        self.reports: list[str] = []
+        self.runner.step = self.step  # type: ignore[method-assign]
+        self.runner.report = lambda plan, text: self.reports.append(text)  # type: ignore[method-assign]
+
+    def step(self, step, release) -> StepResult:
+        self.called.append(step.name)
+        got = self.outcomes.get(step.name, StepResult(step.name))
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+def test_the_runbook_order_and_a_channel_failure_leaves_the_release_incomplete(repo) -> None:
+    from gestan_release.errors import IncompleteRelease
+    from gestan_release.ledger import Ledger
+    from gestan_release.runbook import STEPS, ship
+
+    s = settings_of(repo)
+    plan = plan_release(s, "full", "main")
+    failed = StepResult("forum", failed=[("forum:15.5.0", "HTTP 503")])
+    script = Scripted({"forum": failed})
+    with pytest.raises(IncompleteRelease, match=r"15\.5 is incomplete: forum: 0 done, 1 failed"):
+        ship(s, plan, runner=script.runner)
+    assert script.called == [step.name for step in STEPS] == [
+        "git", "build", "update endpoint", "tickets released", "X", "forum", "mail",
+    ]  # fmt: skip
+    assert "INCOMPLÈTE" in script.reports[-1]
+    assert Ledger(s.database_url).release(plan.version).state == "incomplete"
+
+
+def test_a_failing_git_step_stops_before_publishing(repo) -> None:
+    from gestan_release.errors import IncompleteRelease
+    from gestan_release.runbook import ship
+
+    s = settings_of(repo)
+    plan = plan_release(s, "full", "main")
+    script = Scripted({"git": GitError("tag refused")})
+    with pytest.raises(IncompleteRelease, match="stopped before publishing: tag refused") as info:
+        ship(s, plan, runner=script.runner)
+    assert script.called == ["git"]
+    assert info.value.outcome["state"] == "incomplete" and len(script.reports) == 1
+
+
+def test_a_nightly_stops_at_the_update_endpoint(repo) -> None:
+    from gestan_release.runbook import ship
+
+    s = settings_of(repo)
+    plan = plan_release(s, "nightly", "main")
+    script = Scripted()
+    result = ship(s, plan, runner=script.runner)
+    assert script.called == ["git", "build", "update endpoint"]
+    assert result["state"] == "released"
+
+
+def test_approval_is_asked_once_per_release_and_a_rejection_forgets_it(repo) -> None:
+    from gestan_release.ledger import Ledger
+    from gestan_release.steps import approval
+
+    s = settings_of(repo)
+    plan = plan_release(s, "full", "main")
+    ledger = Ledger(s.database_url)
+    record_start(ledger, plan)
+    asked: list[str] = []
+
+    def ask(settings, p) -> str:
+        asked.append(p.version)
+        return "Claire (RM)"
+
+    assert approval(s, ledger, plan, ask) is None and asked == []  # APPROVAL=none
+    required = s.replace(approval="required")
+    assert approval(required, ledger, plan, ask) == "Claire (RM)"
+    assert approval(required, ledger, plan, ask) is None and asked == ["15.5.0"]  # recorded
+    assert ledger.delivery("approval:15.5.0").external_id == "approved by Claire (RM)"
+
+    def reject(settings, p) -> str:
+        raise ReleaseError("rejected")
+
+    u = plan_release(s, "u", "release/15.4")  # another release, nothing approved yet
+    record_start(ledger, u)
+    with pytest.raises(ReleaseError, match="rejected"):
+        approval(required, ledger, u, reject)
+    assert ledger.release(u.version) is None  # planned afresh next time

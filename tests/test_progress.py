@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from gestan_release import progress
-from gestan_release.pipeline import Branch, StepResult
+from gestan_release.delivery import StepResult
+from gestan_release.plan import Branch
 from gestan_release.progress import NULL, CountingTracker, describe, logged, milestones, using
 
 

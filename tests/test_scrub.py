@@ -13,20 +13,24 @@ import pytest
 from fakes.contracts import contracts_dir
 from fakes.echo import EchoHTTPServer, EchoingSmtpHandler, vanilla_echo, x_echo
 from fakes.openapi import FakeClock
+from fakes.plans import u_plan
 from fakes.smtp import PASSWORD, USERNAME, FakeSmtp, make_self_signed_cert
 from fakes.vanilla_server import FakeVanilla
 from fakes.x_server import FakeX
 
-from gestan_release import db, pipeline
+from gestan_release import db
 from gestan_release.channels.base import ForumComment, Mail, Post
 from gestan_release.channels.forum import ForumSender
 from gestan_release.channels.smtp import SmtpSender
 from gestan_release.channels.x import XSender
 from gestan_release.cli import main
+from gestan_release.delivery import StepResult, deliver, record_start
 from gestan_release.errors import DeliveryError
 from gestan_release.ledger import Ledger
+from gestan_release.plan import Plan
 from gestan_release.scrub import MASK, remember, remember_smtp_login, scrub
 from gestan_release.settings import load
+from gestan_release.steps import publish_step
 from gestan_release.updates.publisher import HttpPublisher
 
 X_TOKEN = "user-access-token-1"
@@ -60,26 +64,15 @@ def ledger(tmp_path: Path) -> Ledger:
     return Ledger(f"sqlite:///{tmp_path / 'gestan.db'}")
 
 
-def plan(version: str = "15.4.1") -> pipeline.Plan:
-    return pipeline.Plan(
-        kind="u",
-        version=version,
-        branch="release/15.4",
-        commit="c" * 40,
-        previous="15.4.0",
-        from_ref="v15.4.0",
-        channel="stable",
-        date="2026-11-27",
-        changelog={"from": "v15.4.0", "to": "c" * 40, "previous_version": "15.4.0",
-                   "tickets": [], "unknown": [], "reverted": []},
-    )  # fmt: skip
+def plan(version: str = "15.4.1") -> Plan:
+    return u_plan(version)
 
 
-def deliver_one(ledger: Ledger, sender, message, channel: str) -> pipeline.StepResult:
+def deliver_one(ledger: Ledger, sender, message, channel: str) -> StepResult:
     p = plan()
-    pipeline.record_start(ledger, p)
-    result = pipeline.StepResult(channel)
-    pipeline.deliver(ledger, p, sender, [message], channel, result)
+    record_start(ledger, p)
+    result = StepResult(channel)
+    deliver(ledger, p, sender, [message], channel, result)
     return result
 
 
@@ -181,9 +174,9 @@ def test_update_server_echoing_the_token(
                  "GESTAN_RELEASE_UPDATES_TOKEN": UPDATES_TOKEN},
         )  # fmt: skip
         p = plan()
-        pipeline.record_start(ledger, p)
+        record_start(ledger, p)
         artifacts = [{"platform": "win64", "name": "g.exe", "sha256": "ab" * 32, "size": 1}]
-        result = pipeline.publish_step(settings, ledger, p, artifacts, None)
+        result = publish_step(settings, ledger, p, artifacts, None)
     [(key, error)] = result.failed
     stored = ledger.delivery(key)
     assert stored is not None and stored.state == "failed"

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from gestan_release import db, pipeline
+from gestan_release import db, gitops
 from gestan_release.cli import main
+from gestan_release.delivery import record_start
 from gestan_release.errors import ConfigError
 from gestan_release.ledger import Ledger
+from gestan_release.plan import Plan, plan_release
 from gestan_release.repocache import clone_path, sync
 from gestan_release.settings import load
+from gestan_release.steps import git_step
 from gestan_release.ticket_store import TicketStore
 from gestan_release.tickets import Ticket
 from gestan_release.workers import check_stateless, inventory
@@ -112,22 +115,22 @@ def test_a_release_resumed_on_another_worker_remakes_what_was_never_pushed(
     db.ensure_state_dir(a)
     TicketStore(database_url).add(Ticket(102, "Relances", "haute", "A", "a@example.com"))
     ledger = Ledger(database_url)
-    plan = pipeline.plan_release(a, "full", "main")
-    pipeline.record_start(ledger, plan)
+    plan = plan_release(a, "full", "main")
+    record_start(ledger, plan)
 
     def vanish(*args, **kwargs):  # worker A is lost between its tag and its push
         raise SystemExit("worker lost")
 
-    monkeypatch.setattr(pipeline.gitops, "push", vanish)
+    monkeypatch.setattr(gitops, "push", vanish)
     with pytest.raises(SystemExit):
-        pipeline.git_step(a, ledger, plan)
+        git_step(a, ledger, plan)
     assert git(a.repo, "tag", "--list", "v15.5.0") == "v15.5.0"  # only on A's disk
     assert git(upstream, "tag", "--list", "v15.5.0") == ""
     monkeypatch.undo()
 
     b = _worker(upstream, tmp_path / "worker-b", database_url)
     assert git(b.repo, "tag", "--list", "v15.5.0") == ""  # B's fresh clone does not have it
-    commit, result = pipeline.git_step(b, ledger, pipeline.Plan.from_json(plan.to_json()))
+    commit, result = git_step(b, ledger, Plan.from_json(plan.to_json()))
     assert result.ok and commit == plan.commit
     assert git(upstream, "rev-parse", "v15.5.0^{commit}") == plan.commit
     assert git(upstream, "rev-parse", "release/15.5") == plan.commit
@@ -139,7 +142,7 @@ def test_a_release_resumed_on_another_worker_remakes_what_was_never_pushed(
     }
     # a third worker finds everything on the remote: nothing is made again
     c = _worker(upstream, tmp_path / "worker-c", database_url)
-    _, result = pipeline.git_step(c, ledger, plan)
+    _, result = git_step(c, ledger, plan)
     assert result.skipped == 3 and result.done == 0
 
 
@@ -242,3 +245,27 @@ def test_doctor_on_the_embedded_default_lists_every_loss(tmp_path: Path, capsys)
         "the update store (signed manifests)",
         "the update signing key",
     ]
+
+
+def test_secrets_the_environment_leaves_unset_come_from_secret_blocks_in_one_lookup(
+    git_repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.common as common
+
+    git_repo.commit("init")
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.invalid/api")
+    monkeypatch.setenv("GESTAN_RELEASE_SMTP_PASSWORD", "from-env-Qw8")
+    asked: list[set[str]] = []
+
+    def blocks(names: set[str]) -> dict[str, str]:
+        asked.append(set(names))
+        return {"gestan-release-x-bearer-token": "from-block-Qw8"}
+
+    monkeypatch.setattr(common, "_secret_blocks", blocks)
+    settings = common.load_settings(str(git_repo.path))
+    assert settings.smtp_password.get_secret_value() == "from-env-Qw8"  # the environment wins
+    assert settings.x_bearer_token.get_secret_value() == "from-block-Qw8"
+    assert settings.forum_token is None
+    [names] = asked  # one lookup, for the secrets still unset only
+    assert "gestan-release-x-bearer-token" in names
+    assert "gestan-release-smtp-password" not in names

@@ -100,9 +100,9 @@ class Channels:
 
     def kill_before_summary(self) -> None:
         """Every step ran; the process dies before the release's summary (once)."""
-        from gestan_release import pipeline
+        from gestan_release import runbook
 
-        real = pipeline.summary
+        real = runbook.summary
         armed = [True]
 
         def summary(*args: Any, **kwargs: Any) -> Any:
@@ -111,7 +111,7 @@ class Channels:
                 raise ProcessKilled("killed after every step, before the summary")
             return real(*args, **kwargs)
 
-        self.mp.setattr(pipeline, "summary", summary)
+        self.mp.setattr(runbook, "summary", summary)
 
     def kill_after_timeout(self, channel: str, timeout: float = 2.0) -> None:
         """The channel's next POST reaches the server and is applied, but never answered (the

@@ -62,8 +62,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
     import flows.common as common
 
-    for name in dir(common):
-        obj = getattr(common, name)
+    for obj in [*vars(common).values(), *common.STEP_TASKS.values()]:
         if isinstance(obj, Task) and obj.retries:
             monkeypatch.setattr(obj, "retry_delay_seconds", 0)
 

@@ -332,13 +332,13 @@ def test_an_unexpected_error_names_the_run_where_the_traceback_is(
     capfd: pytest.CaptureFixture[str],
     api_log: list[dict[str, Any]],
 ) -> None:
-    from gestan_release import pipeline
+    from gestan_release import steps
     from gestan_release.cli import main
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("reporter_email")
 
-    monkeypatch.setattr(pipeline, "tickets_step", broken)
+    monkeypatch.setattr(steps, "tickets_step", broken)
     code = main(["--repo", str(sandbox.path), "release", "--format", "json"])
     out, err = capfd.readouterr()
     assert code == 4
