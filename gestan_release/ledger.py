@@ -4,7 +4,7 @@
 - `ReleaseBook` (`release_book.py`): releases, their tickets and overrides, their flow runs;
 - `DeliveryBook` (`delivery_book.py`): every side effect by its unique key, with its state.
 
-Why mixins and not two attributes (`ledger.releases.…`): every caller (pipeline, flows, commands,
+Why mixins and not two attributes (`ledger.releases.…`): every caller (runbook, steps, commands,
 cockpit, status) says `ledger.release(…)`, `ledger.mark_done(…)`, and both books share the
 engine and the migration on first use that `db.Store` gives them; a book alone works too
 (`DeliveryBook(url)`). What needs both books lives here: `forget_release`, in one transaction.
@@ -12,24 +12,14 @@ engine and the migration on first use that `db.Store` gives them; a book alone w
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from gestan_release import db
-from gestan_release.delivery_book import FINISHED, Delivery, DeliveryBook, DeliveryState
+from gestan_release.delivery_book import FINISHED, Delivery, DeliveryBook
 from gestan_release.release_book import ReleaseBook
 from gestan_release.tables import DeliveryRecord, OverrideRecord, ReleaseRecord, ReleaseTicketRecord
 
-# Issue 12, until the lead points pipeline.py at `delivery_book` after merging: the names it
-# imports from here. Delete this block then.
-SENDING, DONE, FAILED, PENDING_APPROVAL = (
-    DeliveryState.SENDING,
-    DeliveryState.DONE,
-    DeliveryState.FAILED,
-    DeliveryState.PENDING_APPROVAL,
-)
-__all__ = ["DONE", "FAILED", "FINISHED", "PENDING_APPROVAL", "SENDING", "Delivery", "Ledger"]
+__all__ = ["Delivery", "Ledger"]
 
 
 class Ledger(ReleaseBook, DeliveryBook):
@@ -62,21 +52,3 @@ class Ledger(ReleaseBook, DeliveryBook):
                 s.execute(sa.delete(model).where(model.version == version))
             s.delete(row)
             return True
-
-    # -- lock --------------------------------------------------------------------------------
-    def lock(self, name: str, *, wait: float = 0.0, lease: float | None = None) -> Any:
-        """The release lock `name` (one per repository) as a context manager: a lease row
-        renewed by a heartbeat (see `gestan_release.lock` for why)."""
-        from gestan_release.lock import DEFAULT_LEASE, ReleaseLock
-
-        return ReleaseLock(self.engine, name, wait=wait, lease=lease or DEFAULT_LEASE)
-
-    def acquire(self, name: str, wait: float = 0.0, lease: float | None = None) -> str:
-        """Take the lock `name` without a heartbeat (short holders, tests); returns the holder
-        to give back to `release_lock`. Fails with who holds it."""
-        return self.lock(name, wait=wait, lease=lease).acquire().holder
-
-    def release_lock(self, name: str, holder: str) -> None:
-        from gestan_release.lock import ReleaseLock
-
-        ReleaseLock(self.engine, name, holder=holder).release()

@@ -90,15 +90,19 @@ def test_exclusive_per_repository_and_freed_by_its_holder(ledger: Ledger, t: Fak
     assert b.holder != a.holder and row(ledger).holder == b.holder
 
 
-def test_the_ledger_api_keeps_working(ledger: Ledger) -> None:
-    holder = ledger.acquire("repo:/r")
+def test_the_lock_is_freed_by_its_holder_only(ledger: Ledger) -> None:
+    holder = ReleaseLock(ledger.engine, "repo:/r").acquire().holder
     with pytest.raises(ReleaseError, match="another release is running"):
-        ledger.acquire("repo:/r")
-    ledger.release_lock("repo:/r", "someone-else:1:x")
+        ReleaseLock(ledger.engine, "repo:/r").acquire()
+    ReleaseLock(ledger.engine, "repo:/r", holder="someone-else:1:x").release()
     with pytest.raises(ReleaseError):
-        ledger.acquire("repo:/r")
-    ledger.release_lock("repo:/r", holder)
-    assert ledger.acquire("repo:/r").startswith(f"{socket.gethostname()}:{os.getpid()}:")
+        ReleaseLock(ledger.engine, "repo:/r").acquire()
+    ReleaseLock(ledger.engine, "repo:/r", holder=holder).release()
+    assert (
+        ReleaseLock(ledger.engine, "repo:/r")
+        .acquire()
+        .holder.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    )
 
 
 def test_a_second_run_waits_lock_wait_seconds(ledger: Ledger, t: FakeTime) -> None:
@@ -161,11 +165,15 @@ def test_a_legacy_row_of_a_dead_process_is_taken_over(ledger: Ledger) -> None:
     dead = f"{socket.gethostname()}:{proc.stdout.strip()}"
     with Session(ledger.engine) as s, s.begin():
         s.add(LockRecord(name="repo:/r", holder=dead, acquired_at=datetime.now(UTC)))
-    assert ledger.acquire("repo:/r").startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    assert (
+        ReleaseLock(ledger.engine, "repo:/r")
+        .acquire()
+        .holder.startswith(f"{socket.gethostname()}:{os.getpid()}:")
+    )
 
 
 def test_the_context_manager_frees_the_lock_on_errors(ledger: Ledger) -> None:
-    with pytest.raises(RuntimeError), ledger.lock("repo:/r") as held:
+    with pytest.raises(RuntimeError), ReleaseLock(ledger.engine, "repo:/r") as held:
         assert held.held and row(ledger) is not None
         raise RuntimeError("a step failed")
     assert row(ledger) is None
@@ -201,10 +209,10 @@ def _kill9(proc: subprocess.Popen) -> None:
 def test_kill_9_of_a_holder_on_this_host_frees_the_lock_at_once(ledger: Ledger) -> None:
     proc, holder = _holder_process(ledger.url)
     with pytest.raises(ReleaseError, match=re.escape(holder)):
-        ledger.acquire("repo:/r")
+        ReleaseLock(ledger.engine, "repo:/r").acquire()
     _kill9(proc)
     # well inside its 60 s lease, but its process is gone
-    assert ledger.acquire("repo:/r") != holder
+    assert ReleaseLock(ledger.engine, "repo:/r").acquire().holder != holder
 
 
 def test_kill_9_of_a_holder_on_another_host_frees_the_lock_after_the_lease(
@@ -226,6 +234,7 @@ RACER = """
 import os, sys, time
 from gestan_release.errors import ReleaseError
 from gestan_release.ledger import Ledger
+from gestan_release.lock import ReleaseLock
 ledger = Ledger(sys.argv[1])
 ledger.engine.connect().close()
 print("ready", flush=True)
@@ -233,7 +242,7 @@ go = sys.argv[2]
 while not os.path.exists(go):
     time.sleep(0.001)
 try:
-    holder = ledger.acquire("repo:/r")
+    holder = ReleaseLock(ledger.engine, "repo:/r").acquire().holder
 except ReleaseError as exc:
     print("refused", exc, flush=True)
 else:
@@ -271,6 +280,7 @@ from gestan_release.plan import plan_release, preflight
 from gestan_release.steps import git_step
 from gestan_release.errors import ReleaseError
 from gestan_release.ledger import Ledger
+from gestan_release.lock import ReleaseLock
 from gestan_release.settings import load
 settings = load(sys.argv[1])
 branch = preflight(settings, "full", None)
@@ -279,7 +289,7 @@ print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.001)
 try:
-    with ledger.lock(f"repo:{settings.repo}") as lock:
+    with ReleaseLock(ledger.engine, f"repo:{settings.repo}") as lock:
         plan = plan_release(settings, "full", branch)
         record_start(ledger, plan)
         lock.ensure_held()

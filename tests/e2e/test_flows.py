@@ -26,6 +26,7 @@ from flow_fixtures import (  # noqa: E402
 )
 
 from gestan_release.errors import GestanReleaseError, ReleaseError  # noqa: E402
+from gestan_release.lock import ReleaseLock  # noqa: E402
 from gestan_release.tables import OverrideRecord, ReleaseTicketRecord  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -557,7 +558,7 @@ def test_release_while_another_holds_the_lock(
 ) -> None:
     ledger = sandbox.ledger()
     lock = f"repo:{sandbox.path.resolve()}"
-    holder = ledger.acquire(lock)
+    holder = ReleaseLock(ledger.engine, lock).acquire().holder
     before = sandbox.world()
     exc = failed(run_flow("release", sandbox.path))
     assert isinstance(exc, ReleaseError) and "another release is running" in str(exc)
@@ -565,7 +566,7 @@ def test_release_while_another_holds_the_lock(
 
     # with LOCK_WAIT, the second run waits for the first to finish, then goes on
     monkeypatch.setenv("GESTAN_RELEASE_LOCK_WAIT", "60")
-    timer = threading.Timer(2.0, ledger.release_lock, (lock, holder))
+    timer = threading.Timer(2.0, ReleaseLock(ledger.engine, lock, holder=holder).release)
     timer.start()
     try:
         ok(run_flow("release", sandbox.path))
