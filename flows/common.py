@@ -207,8 +207,6 @@ class PrefectRunner(runbook.Runner):
     senders) are passed quoted: Prefect then does not walk them looking for upstream task
     results, which cost more than the steps themselves on big releases."""
 
-    events = True
-
     def preflight(self, settings: Settings, kind: str, ref: str | None) -> str:
         return preflight(quote(settings), kind, ref)
 

@@ -146,11 +146,9 @@ class Runner:
             "APPROVAL=required pauses the flow run until someone answers: run it as a Prefect flow"
         )
 
-    events = False  # `gestan.release.published` is a Prefect event: none without Prefect
-
-    def emit_published(self, plan: Plan) -> str:
-        """Emit the `gestan.release.published` event of `plan`; returns its id."""
-        raise NotImplementedError
+    # Emits the `gestan.release.published` event of a plan and returns its id: a Prefect event,
+    # so a runner without Prefect has none (and the ledger records none).
+    emit_published: Callable[[Plan], str] | None = None
 
     def flow_run_id(self) -> str | None:
         return None
@@ -186,9 +184,12 @@ def lock_name(settings: Settings) -> str:
 
 
 def release_lock(settings: Settings, wait: float | None = None) -> ReleaseLock:
-    """The repository's release lock (LOCK_WAIT, LOCK_LEASE), to use as a context manager."""
-    from gestan_release.db import engine_for
+    """The repository's release lock (LOCK_WAIT, LOCK_LEASE), to use as a context manager. Its
+    table is in the ledger's database, migrated first: the first run on an empty database (a
+    nightly before any `tickets import`) takes the lock like any other."""
+    from gestan_release.db import engine_for, upgrade
 
+    upgrade(settings.database_url)
     return ReleaseLock(
         engine_for(settings.database_url),
         lock_name(settings),
@@ -339,7 +340,7 @@ def ship(
     for r in results:
         runner.log(r.line())
     complete, text = summary(ledger, plan, results)
-    if complete and runner.events:
+    if complete and runner.emit_published is not None:
         steps.published_event(ledger, plan, runner.emit_published)
     ledger.finish_release(plan.version, complete)
     runner.report(plan, text)

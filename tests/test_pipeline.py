@@ -345,3 +345,18 @@ def test_approval_is_asked_once_per_release_and_a_rejection_forgets_it(repo) -> 
     with pytest.raises(ReleaseError, match="rejected"):
         approval(required, ledger, u, reject)
     assert ledger.release(u.version) is None  # planned afresh next time
+
+
+def test_a_first_nightly_on_an_empty_database_takes_the_lock(
+    repo, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock's table is in the ledger's database: a first run before any `tickets import`
+    migrates it before taking the lock (nothing else touched the database yet)."""
+    from gestan_release.runbook import cut
+
+    monkeypatch.setenv("GESTAN_RELEASE_DATABASE_URL", empty_database_url)
+    s = load(repo.path)
+    script = Scripted()
+    result = cut(s, "nightly", "main", runner=script.runner)
+    assert script.called == ["git", "build", "update endpoint"]
+    assert result["state"] == "released"
