@@ -12,9 +12,9 @@ rounds, each on a fresh state directory:
                  fake and the network cost, the least any client can do;
   (b) sync       `gestan-release tickets sync --no-ack`, the whole process (start-up, migration
                  of the new database, tags, 10,000 discussions, their reporters, the writes);
-  (c) re-sync    the same command again with nothing new on the forum; then, every ticket marked
-                 acknowledged, `tickets sync` as users run it (its acknowledgement step included,
-                 nothing due);
+  (c) re-sync    the same command again with nothing new on the forum; then, half the tickets
+                 marked acknowledged and the other half reported a year ago, `tickets sync` as
+                 users run it (its acknowledgement step included, nothing due);
   (d) report     `gestan-release report` on a ledger of `--tickets` tickets (acknowledged, half of
                  them shipped) and `--releases` releases (one full version in four), whole process.
 
@@ -150,10 +150,17 @@ def cli(args: list[str], env: dict[str, str], cpu_key: str | None = None) -> flo
     return elapsed
 
 
-def acknowledge_all(database: Path) -> None:
-    """Every ticket of `database` acknowledged (an ack Message-ID from elsewhere), with sqlite3."""
+def settle_acks(database: Path) -> None:
+    """Nothing left to acknowledge in `database`, as on an install that syncs every few minutes
+    after taking in a backlog: the odd tickets acknowledged (an ack Message-ID from elsewhere),
+    the even ones reported a year ago (older than ACK_MAX_AGE_DAYS: never acknowledged
+    automatically, still read every time)."""
     with sqlite3.connect(database) as connection:
-        connection.execute("UPDATE tickets SET ack_message_id = 'bench@localhost'")
+        connection.execute("UPDATE tickets SET ack_message_id = 'bench@localhost' WHERE id % 2 = 1")
+        connection.execute(
+            "UPDATE forum_reports SET date_inserted = datetime('now', '-1 year') "
+            "WHERE discussion_id % 2 = 0"
+        )
     connection.close()
 
 
@@ -341,9 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.resyncs):
                     for key, tree_env in trees:
                         results[key].append(cli(sync_args, tree_env, key))
-                # The command as users run it, acknowledgement step included, once every ticket
-                # was acknowledged (as on an install that syncs every few minutes).
-                acknowledge_all(repo / "state" / "gestan.db")
+                # The command as users run it, acknowledgement step included, with nothing due.
+                settle_acks(repo / "state" / "gestan.db")
                 for _ in range(args.resyncs):
                     results["resync_ack"].append(cli(sync_args[:-1], env, "resync_ack"))
                 report_env = base_env | {"GESTAN_RELEASE_DATABASE_URL": ledger_url}

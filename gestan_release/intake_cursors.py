@@ -6,16 +6,18 @@ alone takes half of that. So on a plain SQLite file the cursors (table `intake_s
 with `sqlite3` on a read-only connection (as `ticket_lookup` does for `changelog`), and the
 SQLAlchemy `IntakeStore` is opened — state directory prepared, schema migrated — only when the
 sync has something to write. Any other database, or a file without that table yet, opens the
-store at the first call. After the sync, `acks_due` asks the same file whether the
+store at the first call. After the sync, `ack_outlook` asks the same file whether the
 acknowledgement step has anything to mail: when not, it is skipped without opening the stores and
 the mail channels.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gestan_release.settings import Settings
@@ -53,15 +55,16 @@ def read_cursors(database_url: str) -> dict[str, str] | None:
     return dict(rows) if _read(database_url, read) else None
 
 
-# What `acknowledge` would send, asked of the same tables (intake_store.ack_candidates and
-# raise_candidates say the same in SQLAlchemy; tests/test_intake.py holds them to agreement).
-_ACK_DUE = """
-SELECT 1 FROM tickets t
+# What `acks.acknowledge` would mail, asked of the same tables: its candidates (as
+# `intake_store.ack_candidates` selects them, with what it then checks of each) and the priority
+# raises (`intake_store.raise_candidates`). tests/test_acks.py holds the two to agreement.
+_ACK_CANDIDATES = """
+SELECT t.id, t.forum_url, f.date_inserted FROM tickets t
 JOIN forum_reports f ON f.discussion_id = t.id
 LEFT JOIN ticket_acks a ON a.ticket_id = t.id
 WHERE f.state = 'ticket' AND t.status = 'open' AND t.forum_tracked = 1
   AND t.ack_message_id IS NULL AND a.ticket_id IS NULL
-LIMIT 1
+ORDER BY t.id
 """
 _PRIORITY_CHANGED = """
 SELECT t.priority, a.priority FROM tickets t JOIN ticket_acks a ON a.ticket_id = t.id
@@ -69,23 +72,54 @@ WHERE t.status = 'open' AND t.priority != a.priority
 """
 
 
-def acks_due(database_url: str) -> bool | None:
-    """Whether the acknowledgement step of `tickets sync` has anything to mail (a forum ticket
-    never acknowledged, or a priority raised since its last mail), read with the stdlib from a
-    plain SQLite file; None when that is not possible (the real step then decides)."""
-    from gestan_release.tickets import Priority
+@dataclass(frozen=True)
+class AckOutlook:
+    """What the automatic acknowledgement step would do: mail something (`due`), or nothing,
+    leaving out the tickets reported more than ACK_MAX_AGE_DAYS ago (`too_old`)."""
 
-    found: list[Any] = []
+    due: bool
+    too_old: list[int]
+
+
+def ack_outlook(
+    database_url: str, max_age_days: int, now: dt.datetime | None = None
+) -> AckOutlook | None:
+    """`AckOutlook` read with the stdlib from a plain SQLite file; None when that is not possible
+    (the real step then decides). A candidate whose forum URL names no discussion is never
+    acknowledged automatically, one reported before the ACK_MAX_AGE_DAYS cut-off is too old:
+    `acknowledge` skips both, and so does this."""
+    from gestan_release.tickets import Priority
+    from gestan_release.usertext import discussion_id
+
+    oldest = None
+    if max_age_days > 0:
+        oldest = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=max_age_days)
+    candidates: list[tuple[int, str | None, str | None]] = []
+    changed: list[tuple[str, str]] = []
 
     def read(connection: sqlite3.Connection) -> None:
-        found[:] = [connection.execute(_ACK_DUE).fetchone()]
-        ranks = {p.value: p.rank for p in Priority}
-        changed = connection.execute(_PRIORITY_CHANGED).fetchall()
-        found.append(any(ranks.get(now, 0) < ranks.get(told, 0) for now, told in changed))
+        candidates[:] = connection.execute(_ACK_CANDIDATES).fetchall()
+        changed[:] = connection.execute(_PRIORITY_CHANGED).fetchall()
 
     if not _read(database_url, read):
         return None
-    return found[0] is not None or bool(found[1])
+    ranks = {p.value: p.rank for p in Priority}
+    due = any(ranks.get(now_, 0) < ranks.get(told, 0) for now_, told in changed)
+    too_old: list[int] = []
+    for tid, forum_url, reported in candidates:
+        if discussion_id(forum_url) is None:
+            continue
+        if oldest is not None and reported is not None and _aware(reported) < oldest:
+            too_old.append(tid)
+        else:
+            due = True
+    return AckOutlook(due, too_old)
+
+
+def _aware(stored: str) -> dt.datetime:
+    """A timestamp as SQLite holds it (ISO text, UTC when it carries no offset)."""
+    value = dt.datetime.fromisoformat(stored)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class LazyIntakeStore:

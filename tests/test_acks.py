@@ -307,34 +307,42 @@ def test_reports_older_than_ack_max_age_days_are_not_acknowledged_automatically(
     assert box.ack([1]).acknowledged == [(1, "haute")]  # by hand, it goes
 
 
-def _due_by_the_store(box: Box) -> bool:
-    return bool(box.store.ack_candidates() or box.store.raise_candidates())
-
-
-def test_acks_due_read_with_the_stdlib_agrees_with_the_store(box):
+def test_the_stdlib_outlook_says_what_the_acknowledgement_step_then_does(box):
     """`tickets sync` skips its acknowledgement step when the stdlib read says nothing is due:
-    that read must say what the store's queries say, state after state."""
-    from gestan_release.intake_cursors import acks_due
+    that read must foresee what `acknowledge` does, state after state (an old report, a forum
+    URL without a discussion, a lowered and a raised priority, a ticket not from the forum)."""
+    import datetime as dt
 
-    def agree(expected: bool) -> None:
-        assert acks_due(box.url) is expected
-        assert _due_by_the_store(box) is expected
+    from gestan_release.intake_cursors import ack_outlook
 
-    agree(False)  # an empty database
-    box.forum_ticket(1, "normale")
-    agree(True)  # a forum ticket never acknowledged
-    box.ack()
-    agree(False)
+    def foresees(due: bool, too_old: tuple[int, ...] = ()) -> None:
+        outlook = ack_outlook(box.url, box.settings.ack_max_age_days)
+        assert outlook is not None
+        assert (outlook.due, outlook.too_old) == (due, list(too_old))
+        result = box.ack()
+        assert bool(result.acknowledged or result.raised) is due
+        assert result.too_old == list(too_old)
+
+    foresees(False)  # an empty database
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=box.settings.ack_max_age_days + 1)
+    box.forum_ticket(7, "haute", reported=long_ago)
+    foresees(False, too_old=(7,))  # reported before ACK_MAX_AGE_DAYS: never automatic
+    box.forum_ticket(1, "normale", reported=dt.datetime.now(dt.UTC))
+    foresees(True, too_old=(7,))  # a forum ticket never acknowledged
+    foresees(False, too_old=(7,))
     box.forum_ticket(1, "basse")
-    agree(False)  # lowered: nothing to tell
+    foresees(False, too_old=(7,))  # lowered: nothing to tell
     box.forum_ticket(1, "flash")
-    agree(True)  # raised above what was announced
-    box.ack()
-    agree(False)
+    foresees(True, too_old=(7,))  # raised above what was announced
     box.tickets.add(Ticket(2, "Appel", Priority.FLASH, "Paul", "paul@example.com"))
-    agree(False)  # not tracked through the forum
-    fixed = box.forum_ticket(3, "haute")
+    foresees(False, too_old=(7,))  # not tracked through the forum
+    odd = box.forum_ticket(3, "haute")
+    box.tickets.add(
+        Ticket(3, odd.title, Priority.HAUTE, "Zoé", "zoe@example.com", forum_url="https://x.test/")
+    )
+    foresees(False, too_old=(7,))  # its forum URL names no discussion
+    fixed = box.forum_ticket(4, "haute")
     box.tickets.set_status([fixed.id], "released")
-    agree(False)  # already released
-    assert acks_due("postgresql+psycopg://postgres@127.0.0.1/test") is None  # the store decides
-    assert acks_due(f"sqlite:///{box.repo / 'missing.sqlite'}") is None
+    foresees(False, too_old=(7,))  # already released
+    assert ack_outlook("postgresql+psycopg://postgres@127.0.0.1/test", 14) is None
+    assert ack_outlook(f"sqlite:///{box.repo / 'missing.sqlite'}", 14) is None

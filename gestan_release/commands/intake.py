@@ -77,7 +77,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from gestan_release.channels.forum_reader import ForumReader
     from gestan_release.console import View
     from gestan_release.intake import sync
-    from gestan_release.intake_cursors import LazyIntakeStore, acks_due
+    from gestan_release.intake_cursors import LazyIntakeStore, ack_outlook
 
     # Opened when there is something to write: a re-sync with nothing new reads its cursors with
     # the stdlib and never imports SQLAlchemy (issue 10: within a second).
@@ -97,10 +97,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     note(summary.line())
     if args.no_ack:
         return 0
-    if acks_due(settings.database_url or "") is False:
+    outlook = ack_outlook(settings.database_url or "", settings.ack_max_age_days)
+    if outlook is not None and not outlook.due:
         # Nothing to mail: the step's answer without opening the stores and the mail channels
         # (their settings are checked when there is something to send).
-        return _print_ack(AckResult())
+        return _print_ack(AckResult(too_old=outlook.too_old))
     return _print_ack(run_ack(settings, *_stores(settings, store), None))
 
 
