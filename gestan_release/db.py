@@ -9,8 +9,8 @@ SQLite is opened so that concurrent runs *wait* instead of failing: WAL journal 
 block the writer), a 30 s busy timeout, and every SQLAlchemy transaction starts with
 `BEGIN IMMEDIATE`, which takes the write lock up front. (A deferred BEGIN would let two runs both
 read, then one fail with "database is locked" when it upgrades to a write.) Read-only hot paths
-that must stay fast, like `tickets.lookup_tickets`, use the stdlib `sqlite3` module on a read-only
-connection instead, which never waits for a writer.
+that must stay fast, like `ticket_lookup.lookup_tickets`, use the stdlib `sqlite3` module on a
+read-only connection instead, which never waits for a writer.
 
 Adding a table or a column
 --------------------------

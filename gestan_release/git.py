@@ -6,6 +6,9 @@ handling; a ref the user typed could reach git as an option (`--from=--all`). He
 that comes from outside goes through `check_ref` before git sees it, and every failure becomes
 one `GitError` line that says what happened. What the output *means* (tickets, reverts, picks)
 is parsed elsewhere (`history.py`), from the text this module returns.
+
+Why one module: it is that seam, a small function per git question over one runner; splitting
+it would make two places that run git again.
 """
 
 from __future__ import annotations
@@ -259,6 +262,13 @@ def resolve_commit(repo: Path | str, ref: str, option: str = "ref") -> str:
                 f"{shown}{more}; give more characters of the sha"
             )
     raise GitError(f"unknown ref {ref!r}: no branch, tag or commit of that name in this repository")
+
+
+def has_commit(repo: Path | str, sha: str) -> bool:
+    """Whether the object `sha` (a full sha we recorded) is a commit of this repository."""
+    if not _HEX.fullmatch(sha or ""):
+        return False
+    return bool(run(repo, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False))
 
 
 def resolve_commits(repo: Path | str, refs: Sequence[tuple[str, str]]) -> list[str]:

@@ -60,11 +60,6 @@ __all__ = [  # also kept for the modules that import them from here
     "scan_block",
 ]
 
-# The seam's names, kept here for the modules (and other branches) that import them from history.
-git = gitcmd.run
-ensure_repo = gitcmd.toplevel
-resolve_commit = gitcmd.resolve_commit
-
 _FORMAT = "%H%x1f%P%x1f%an%x1f%n%B"
 
 

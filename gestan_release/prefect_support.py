@@ -109,8 +109,8 @@ def flow_result(state: Any, with_run: bool = True) -> dict[str, Any]:
 
 def emit_tag_event(settings: Settings, tag: str) -> dict[str, Any]:
     """Emit the event that the trigger of prefect.yaml turns into a release or hotfix run."""
+    from gestan_release.git import toplevel as ensure_repo
     from gestan_release.gitops import tag_target
-    from gestan_release.history import ensure_repo
     from gestan_release.versions import Kind, parse_tag
 
     repo = ensure_repo(settings.repo)

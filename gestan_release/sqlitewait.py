@@ -1,7 +1,7 @@
 """Waiting out SQLite's "database is locked" on a connection's first statement.
 
-Shared by the SQLAlchemy engines (`db`) and the fast stdlib read path (`tickets.lookup_tickets`);
-it imports nothing heavy so that the read path stays fast.
+Shared by the SQLAlchemy engines (`db`) and the fast stdlib read path
+(`ticket_lookup.lookup_tickets`); it imports nothing heavy so that the read path stays fast.
 """
 
 from __future__ import annotations

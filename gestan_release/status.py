@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gestan_release.errors import GitError
-from gestan_release.history import ensure_repo, resolve_commit
+from gestan_release.git import resolve_commit
+from gestan_release.git import toplevel as ensure_repo
 from gestan_release.planning import changelog_for, maintenance_branches, resolve_range
 from gestan_release.settings import Settings
 from gestan_release.tickets import Priority

@@ -16,6 +16,7 @@ from gestan_release import gitops
 from gestan_release.channels.base import Sender
 from gestan_release.delivery import StepResult, deliver, once
 from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
+from gestan_release.git import has_commit
 from gestan_release.notes import release_notes
 from gestan_release.plan import Plan
 from gestan_release.progress import NULL, Progress
@@ -47,7 +48,7 @@ def git_step(settings: Settings, ledger: Ledger, plan: Plan) -> tuple[str, StepR
             ledger.mark_failed(key, "made by a worker that vanished before pushing it: made again")
 
     if settings.version_file and not plan.adopted_tag:
-        redo_if_lost(f"bump:{plan.version}", lambda d: _has_commit(repo, d.external_id or ""))
+        redo_if_lost(f"bump:{plan.version}", lambda d: has_commit(repo, d.external_id or ""))
         d = once(
             ledger,
             plan,
@@ -105,14 +106,6 @@ def git_step(settings: Settings, ledger: Ledger, plan: Plan) -> tuple[str, StepR
             result,
         )
     return commit, result
-
-
-def _has_commit(repo: Path, sha: str) -> bool:
-    from gestan_release.history import git
-
-    if not sha:
-        return False
-    return bool(git(repo, "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False))
 
 
 def _push(repo: Path, remote: str, refs: list[str]) -> str:

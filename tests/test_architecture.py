@@ -153,8 +153,6 @@ APART = (((G + "channels", G + "updates"), tuple(G + s for s in (*STORES, "promi
 # A module over this many lines needs a line of its docstring starting with WHOLE (the reason).
 MAX_LINES = 400
 WHOLE = "Why one module:"
-# Being split by other work of issue 12 at the same time: the lead empties this at the merge.
-PENDING_SPLITS: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,14 +274,9 @@ def test_the_graph_is_read() -> None:
     assert "prefect" in external()[G + "console"]
 
 
-# Being split by other work of issue 12 (ledger.py's tables move out, lock imports them): the lead
-# empties this at the merge. Nothing else may be added here.
-PENDING_CYCLES: list[list[str]] = []
-
-
 def test_no_import_cycle() -> None:
     found = cycles(graph())
-    assert [c for c in found if c not in PENDING_CYCLES] == []
+    assert found == []
 
 
 def test_every_module_has_a_layer() -> None:
@@ -356,7 +349,7 @@ def test_a_long_module_says_why_it_stays_whole(name: str) -> None:
     path = MODULES[name]
     source = path.read_text(encoding="utf-8")
     lines = source.count("\n")
-    if lines <= MAX_LINES or str(path.relative_to(ROOT)) in PENDING_SPLITS:
+    if lines <= MAX_LINES:
         return
     doc = ast.get_docstring(ast.parse(source)) or ""
     assert any(line.startswith(WHOLE) for line in doc.splitlines()), (

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from gestan_release.errors import GitError, VersionError
+from gestan_release.git import resolve_commit
+from gestan_release.git import toplevel as ensure_repo
 from gestan_release.history import (
     Rules,
-    ensure_repo,
     fixed_tickets,
     iter_commits,
     previous_release,
     release_tags,
-    resolve_commit,
     version_of_explicit_tag,
 )
 from gestan_release.versions import Version
