@@ -95,7 +95,7 @@ def _secret_blocks(names: set[str]) -> dict[str, str]:
         return {}
     from prefect.blocks.system import Secret as SecretBlock
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     values: dict[str, str] = {}
     page = 200
@@ -106,8 +106,10 @@ def _secret_blocks(names: set[str]) -> dict[str, str]:
                 documents = client.read_block_documents_by_type(
                     "secret", offset=offset, limit=page, include_secrets=True
                 )
-            except ObjectNotFound:  # no Secret block type registered yet: no block either
-                return values
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if getattr(getattr(exc, "response", None), "status_code", 404) != 404:
+                    raise
+                return values  # no Secret block type registered yet: no block either
             for document in documents:
                 if document.name in names:
                     values[document.name] = str(SecretBlock.model_validate(document.data).get())
