@@ -146,8 +146,8 @@ def inventory(settings: Settings) -> list[Loss]:
                 "set DATABASE_URL to PostgreSQL",
             )
         )
-    if settings.repo_url:
-        pass  # cloned and fetched on every run
+    if settings.repo_url:  # cloned and fetched on every run: nothing of it is lost
+        pass
     elif settings.remote:
         losses.append(
             Loss(

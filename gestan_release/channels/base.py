@@ -17,6 +17,7 @@ A sender:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -131,11 +132,12 @@ def unexpected_failure(message: Message, exc: Exception) -> DeliveryError:
     )
 
 
-class Closing:
+class Closing(ABC):
     """A client to close after use, as a context manager."""
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the connections (idempotent)."""
 
     def __enter__(self) -> Any:
         return self

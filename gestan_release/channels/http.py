@@ -5,6 +5,7 @@ policy of `gestan_release.retry`, and a context manager. Each channel says how t
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -71,9 +72,9 @@ class HttpChannel(Closing):
             lookup=lookup,
         )
 
+    @abstractmethod
     def _judge(self, response: httpx.Response, agains: int, what: str) -> Verdict:
         """A non-2xx answer: wait, try again, or raise the peer's refusal."""
-        raise NotImplementedError
 
     def close(self) -> None:
         self._client.close()
