@@ -29,10 +29,10 @@ every round, `--resyncs` of each), and reports the ratio of the medians (this tr
     python bench/intake.py --runs 5 --json out.json
     python bench/intake.py --runs 5 --resyncs 3 --baseline /tmp/base
 
-Last run (2 shared CPUs, load average ~2.1, 3 rounds, --resyncs 3): floor 3.08 s; sync 7.51 s
-(2.24 x floor) PASS; re-sync 0.41 s (--no-ack) and 0.38 s with the acknowledgement step (nothing
-due) PASS; report 1.26 s PASS. With --baseline main (load ~3.4, 5 rounds): re-sync 0.41 s against
-main's 0.86 s (ratio 0.47).
+Last run (2 shared CPUs, load average ~0.6, 3 rounds, --resyncs 3): floor 2.39 s; sync 6.06 s
+(2.51 x floor) PASS; re-sync 0.34 s (--no-ack) and 0.36 s with the acknowledgement step (nothing
+due: half the tickets acknowledged, half reported a year ago) PASS; report 0.95 s PASS. With
+--baseline main (load ~3.4, 5 rounds): re-sync 0.41 s against main's 0.86 s (ratio 0.47).
 """
 
 from __future__ import annotations
