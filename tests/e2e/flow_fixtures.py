@@ -221,6 +221,23 @@ def build_sandbox(
     return Sandbox(repo, remote, u1, flash)
 
 
+def _sandbox(make_repo: Callable[[str], Any], tmp_path: Path, monkeypatch, **extra: str) -> Sandbox:
+    """The sandbox with its tickets imported and the settings of a real release (plus `extra`)
+    in the environment."""
+    env = {
+        "GESTAN_RELEASE_REMOTE": "origin",
+        "GESTAN_RELEASE_BUILD_COMMAND": BUILD,
+        "GESTAN_RELEASE_ARTIFACTS": "dist/*.exe",
+        **extra,
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    box = build_sandbox(make_repo, tmp_path)
+    box.env = env
+    box.import_tickets()
+    return box
+
+
 @pytest.fixture
 def sandbox(
     make_repo: Callable[[str], Any],
@@ -230,17 +247,7 @@ def sandbox(
     fast_retries: None,
 ) -> Sandbox:
     """The sandbox with its tickets imported and the settings of a real release in the env."""
-    env = {
-        "GESTAN_RELEASE_REMOTE": "origin",
-        "GESTAN_RELEASE_BUILD_COMMAND": BUILD,
-        "GESTAN_RELEASE_ARTIFACTS": "dist/*.exe",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    box = build_sandbox(make_repo, tmp_path)
-    box.env = env
-    box.import_tickets()
-    return box
+    return _sandbox(make_repo, tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -254,20 +261,13 @@ def pg_sandbox(
 ) -> Sandbox:
     """The sandbox with its tickets and ledger on PostgreSQL (the session's database, emptied;
     the outbox and local update store allowed: one machine)."""
-    pg_session_url = pg_database_url
-    env = {
-        "GESTAN_RELEASE_REMOTE": "origin",
-        "GESTAN_RELEASE_BUILD_COMMAND": BUILD,
-        "GESTAN_RELEASE_ARTIFACTS": "dist/*.exe",
-        "GESTAN_RELEASE_DATABASE_URL": pg_session_url,
-        "GESTAN_RELEASE_ALLOW_OUTBOX": "true",
-    }
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    box = build_sandbox(make_repo, tmp_path)
-    box.env = env
-    box.import_tickets()
-    return box
+    return _sandbox(
+        make_repo,
+        tmp_path,
+        monkeypatch,
+        GESTAN_RELEASE_DATABASE_URL=pg_database_url,
+        GESTAN_RELEASE_ALLOW_OUTBOX="true",
+    )
 
 
 # -- running the flows -----------------------------------------------------------------------

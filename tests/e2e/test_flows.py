@@ -575,15 +575,16 @@ def test_release_while_another_holds_the_lock(
     assert_released(sandbox)
 
 
-def test_two_release_processes_at_once(sandbox: Sandbox, prefect_harness: str) -> None:
+def assert_two_release_processes_take_turns(box: Sandbox, prefect_harness: str) -> None:
+    """Two `gestan-release release` processes at once: a slow build keeps the first inside its
+    lock while the second starts; the second waits or fails clearly, the release happens once."""
     from flow_fixtures import cli
 
-    # a slow build keeps the first run inside its lock while the second one starts
     env = {
-        **sandbox.env,
-        "GESTAN_RELEASE_BUILD_COMMAND": "sleep 5; " + sandbox.env["GESTAN_RELEASE_BUILD_COMMAND"],
+        **box.env,
+        "GESTAN_RELEASE_BUILD_COMMAND": "sleep 5; " + box.env["GESTAN_RELEASE_BUILD_COMMAND"],
     }
-    procs = [cli(["--repo", str(sandbox.path), "release"], env, prefect_harness) for _ in "ab"]
+    procs = [cli(["--repo", str(box.path), "release"], env, prefect_harness) for _ in "ab"]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes in ([0, 0], [0, 1]), outs
@@ -591,7 +592,11 @@ def test_two_release_processes_at_once(sandbox: Sandbox, prefect_harness: str) -
         err = next(e for p, (_, e) in zip(procs, outs, strict=True) if p.returncode == 1)
         assert "another release is running" in err
         assert err.strip().splitlines()[-1].startswith("gestan-release: error: another release")
-    assert_released(sandbox)
+    assert_released(box)
+
+
+def test_two_release_processes_at_once(sandbox: Sandbox, prefect_harness: str) -> None:
+    assert_two_release_processes_take_turns(sandbox, prefect_harness)
 
 
 # --------------------------------------------------------------------------------------------

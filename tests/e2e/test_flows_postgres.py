@@ -14,6 +14,7 @@ from test_flows import (  # noqa: E402
     Faults,
     assert_each_message_sent_once,
     assert_released,
+    assert_two_release_processes_take_turns,
     rerun,
 )
 
@@ -61,21 +62,7 @@ def test_crash_after_a_mail_then_resume_on_postgresql(
 def test_two_release_processes_at_once_on_postgresql(
     pg_sandbox: Sandbox, prefect_harness: str
 ) -> None:
-    from flow_fixtures import cli
-
-    env = {
-        **pg_sandbox.env,
-        "GESTAN_RELEASE_BUILD_COMMAND": "sleep 5; "
-        + pg_sandbox.env["GESTAN_RELEASE_BUILD_COMMAND"],
-    }
-    procs = [cli(["--repo", str(pg_sandbox.path), "release"], env, prefect_harness) for _ in "ab"]
-    outs = [p.communicate(timeout=300) for p in procs]
-    codes = sorted(p.returncode for p in procs)
-    assert codes in ([0, 0], [0, 1]), outs
-    if codes == [0, 1]:
-        err = next(e for p, (_, e) in zip(procs, outs, strict=True) if p.returncode == 1)
-        assert "another release is running" in err
-    assert_released(pg_sandbox)
+    assert_two_release_processes_take_turns(pg_sandbox, prefect_harness)
 
 
 def test_changelog_reads_the_tickets_from_postgresql(pg_sandbox: Sandbox, capsys) -> None:
