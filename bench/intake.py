@@ -170,8 +170,8 @@ def make_ledger(directory: Path, tickets: int, releases: int) -> str:
 
     import sqlalchemy as sa
 
-    from gestan_release import db
-    from gestan_release.tables import (
+    from gestan_release.store import db
+    from gestan_release.store.tables import (
         ForumReportRecord,
         ReleaseRecord,
         ReleaseTicketRecord,
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{results['sync'][-1]:.2f} s, re-sync {results['resync'][-1]:.2f} s"
                     f"{baseline}, report {results['report'][-1]:.2f} s"
                 )
-            from gestan_release.ticket_store import TicketStore
+            from gestan_release.tickets.store import TicketStore
 
             count = len(TicketStore(f"sqlite:///{repo / 'state' / 'gestan.db'}").list())
             if count != args.discussions:

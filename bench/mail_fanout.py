@@ -7,7 +7,7 @@ real MTA would be) receives, in the same run and interleaved, round after round:
   (a) bare     a bare `smtplib` loop: one connection, `send_message` for each of the same messages,
                prebuilt beforehand (the reference: the least any client can do);
   (b) notify   our notify step as the pipeline runs it: build the mails from the release notes
-               (`gestan_release.messages.reporter_mails`: templates, deterministic Message-IDs),
+               (`release.messages.reporter_mails`: templates, deterministic Message-IDs),
                then `SmtpSender.send_many` with the ledger around each delivery (look up the
                delivery, `mark_sending` before the mail goes on the wire, `mark_done` after; one
                SQLite file per round, created and migrated before the clock starts);
@@ -83,10 +83,10 @@ def free_port() -> int:
 
 def release_notes(reporters: int) -> Any:
     """Release notes with one fixed, forum-tracked ticket per distinct reporter."""
-    from gestan_release.changelog import Changelog, ChangelogEntry
-    from gestan_release.messages import ReleaseNotes
-    from gestan_release.tickets import Priority, Ticket
-    from gestan_release.versions import Version
+    from gestan_release.history.versions import Version
+    from gestan_release.release.changelog import Changelog, ChangelogEntry
+    from gestan_release.release.messages import ReleaseNotes
+    from gestan_release.tickets.values import Priority, Ticket
 
     priorities = list(Priority)
     entries = tuple(
@@ -122,7 +122,7 @@ def release_notes(reporters: int) -> Any:
 
 
 def direct_mails(reporters: int) -> list[Any]:
-    """Used when `gestan_release.messages` is not available: the mails written out directly."""
+    """Used when `release.messages` is not available: the mails written out directly."""
     from gestan_release.channels.base import Mail
 
     return [
@@ -143,13 +143,13 @@ def direct_mails(reporters: int) -> list[Any]:
 
 def mail_builder(reporters: int) -> tuple[Callable[[], list[Any]], str]:
     try:
-        from gestan_release.messages import reporter_mails
+        from gestan_release.release.messages import reporter_mails
 
         notes = release_notes(reporters)
     except ImportError as exc:
         return (lambda: direct_mails(reporters)), f"Mail objects built directly ({exc})"
     topic = "https://forum.gestan.test/discussion/19999/gestan-15-4"
-    return (lambda: reporter_mails(notes, MAIL_FROM, topic)), "gestan_release.messages"
+    return (lambda: reporter_mails(notes, MAIL_FROM, topic)), "gestan_release.release.messages"
 
 
 # -- the contenders ------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class LedgerRound:
     """A fresh ledger (one SQLite file) for one round, migrated before the clock starts."""
 
     def __init__(self, directory: Path, n: int) -> None:
-        from gestan_release.ledger import Ledger
+        from gestan_release.store.ledger import Ledger
 
         self.path = directory / f"ledger-{n}.db"
         self.ledger = Ledger(f"sqlite:///{self.path}")
@@ -208,7 +208,7 @@ def run_ours(
             # The pipeline's own `deliver`: skip what is done, record before and after each mail.
             from types import SimpleNamespace
 
-            from gestan_release.delivery import StepResult, deliver
+            from gestan_release.release.delivery import StepResult, deliver
 
             result = StepResult("mail")
             deliver(ledger, SimpleNamespace(version="15.4.0"), sender, mails, "mail", result)
@@ -241,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     prebuilt = [build_email(m, MAIL_FROM) for m in mails]
 
     use_ledger = not args.no_ledger
-    ledger_note = "ledger: gestan_release.ledger (SQLite file, fresh per round)"
+    ledger_note = "ledger: gestan_release.store.ledger (SQLite file, fresh per round)"
     if use_ledger:
         try:
-            import gestan_release.ledger  # noqa: F401
+            import gestan_release.store.ledger  # noqa: F401
         except ImportError as exc:
             use_ledger = False
             ledger_note = f"ledger: not available ({exc}); (b) runs without it"

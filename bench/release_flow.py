@@ -1,7 +1,7 @@
 """Benchmark: a release of 500 tickets from 300 reporters on the embedded default.
 
 Compares, in the same run and on identical fresh copies of one sandbox:
-  (a) plain  — the release's runbook (`gestan_release.runbook`) with its steps called as plain
+  (a) plain  — the release's runbook (`release.runbook`) with its steps called as plain
                functions, in the flow's order;
   (b) flow   — the Prefect `release` flow (tasks, retries, artifacts), the Prefect server already
                running (its start-up is not counted): the code path the CLI took before issue 13;
@@ -76,7 +76,7 @@ class PgRuns:
     def _admin(self, statement: str) -> None:
         import psycopg
 
-        from gestan_release import db
+        from gestan_release.store import db
 
         db.dispose_all()  # no open connection may hold a template
         dsn = self.url("postgres").replace("postgresql+psycopg://", "postgresql://")
@@ -162,9 +162,9 @@ def build_template(
                 "forum_tracked": True,
             }
         )
-    from gestan_release.db import ensure_state_dir
     from gestan_release.settings import load
-    from gestan_release.ticket_store import TicketStore
+    from gestan_release.store.db import ensure_state_dir
+    from gestan_release.tickets.store import TicketStore
 
     settings = load(repo)
     ensure_state_dir(settings)
@@ -175,9 +175,9 @@ def build_template(
 
 
 def plain_release(repo: Path) -> dict:
-    """The release flow's runbook (`gestan_release.runbook.cut`), its steps called as plain
+    """The release flow's runbook (`gestan_release.release.runbook.cut`), its steps called as plain
     functions instead of Prefect tasks: the same order, the same lock, the same policy."""
-    from gestan_release import runbook
+    from gestan_release.release import runbook
     from gestan_release.settings import load
 
     result = runbook.cut(load(repo), "full", None)
@@ -240,8 +240,8 @@ def today_release(repo: Path) -> dict:
 
 def display_release(repo: Path) -> dict:
     """The release as `gestan-release release` runs it on a terminal: live display on."""
-    from gestan_release.console import View
-    from gestan_release.flowrun import run_flow
+    from gestan_release.prefect.flowrun import run_flow
+    from gestan_release.terminal.console import View
 
     with _Terminal() as terminal:
         view = View(out=terminal, err=terminal)
@@ -253,7 +253,7 @@ def display_release(repo: Path) -> dict:
 def fresh_copy(template: Path, work: Path, n: int, pg: PgRuns | None = None) -> Path:
     dest = work / f"run-{n}"
     shutil.copytree(template.parent, dest, symlinks=True)
-    from gestan_release import db
+    from gestan_release.store import db
 
     db.dispose_all()  # engines are cached per URL; each copy has its own file
     if pg is not None:  # and its own PostgreSQL database, read from the environment

@@ -37,13 +37,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# The store moved from `tickets` to `ticket_store` (issue 12): a reference checkout may have either.
+# The ticket store has lived in `tickets`, then `ticket_store` (issue 12), then `tickets/store`
+# (issue 17): a reference checkout may have any of them.
 BUILD = (
-    "import sys; from importlib.util import find_spec; from importlib import import_module; "
+    "import sys; from importlib import import_module; "
     "from pathlib import Path; from gestan_release.demo import build_sandbox, "
-    "import_tickets; from gestan_release.settings import load; "
-    "TicketStore = import_module('gestan_release.ticket_store' if find_spec("
-    "'gestan_release.ticket_store') else 'gestan_release.tickets').TicketStore; "
+    "import_tickets; from gestan_release.settings import load\n"
+    "for name in ('gestan_release.tickets.store', 'gestan_release.ticket_store', "
+    "'gestan_release.tickets'):\n"
+    "    try: TicketStore = import_module(name).TicketStore; break\n"
+    "    except (ImportError, AttributeError): pass\n"
     "repo = build_sandbox(Path(sys.argv[1])); "
     "TicketStore(load(repo).database_url).import_file(import_tickets(repo)); print(repo)"
 )

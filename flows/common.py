@@ -1,4 +1,4 @@
-"""The runbook (`gestan_release.runbook`) as Prefect tasks, shared by the release, hotfix,
+"""The runbook (`gestan_release.release.runbook`) as Prefect tasks, shared by the release, hotfix,
 resume and nightly flows; what is decided and in which order lives in the runbook.
 
 Each task wraps one plain function of the library; the retry policy is explicit. Transient
@@ -20,15 +20,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from gestan_release import plan as planning
-from gestan_release import progress, runbook
-from gestan_release.delivery import StepResult
+from gestan_release.core import progress
 from gestan_release.errors import DeliveryError, GestanReleaseError, ReleaseError
-from gestan_release.notes import preview as notes_preview
-from gestan_release.plan import Plan, allow_missing_overrides
-from gestan_release.prefect_support import quiet_display_hooks
-from gestan_release.settings import Secret, Settings, load
-from gestan_release.workers import SECRET_BLOCK_PREFIX
+from gestan_release.prefect.runs import quiet_display_hooks
+from gestan_release.release import plan as planning
+from gestan_release.release import runbook
+from gestan_release.release.delivery import StepResult
+from gestan_release.release.notes import preview as notes_preview
+from gestan_release.release.plan import Plan, allow_missing_overrides
+from gestan_release.settings import SECRET_BLOCK_PREFIX, Secret, Settings, load
 
 
 def _transient(task_: Any, task_run: Any, state: Any) -> bool:
@@ -76,7 +76,7 @@ def workspace(repo: str) -> Iterator[Settings]:
     if not settings.repo_url:
         yield settings
         return
-    from gestan_release.repocache import checkout
+    from gestan_release.history.repocache import checkout
 
     with checkout(settings.repo_url, settings.cache_dir, settings.main_branch) as path:
         get_run_logger().info(f"repository fetched from REPO_URL into {path}")
@@ -167,7 +167,7 @@ def _raise_transient(result: StepResult) -> StepResult:
 def _progress() -> progress.Progress:
     """Milestones of the fan-outs (mails, forum replies): in the run log, on the terminal display
     if any, and as Prefect progress artifacts."""
-    from gestan_release.cockpit import ArtifactProgress
+    from gestan_release.prefect.cockpit import ArtifactProgress
 
     return ArtifactProgress(progress.logged(get_run_logger().info))
 
@@ -235,12 +235,12 @@ class PrefectRunner(runbook.Runner):
         )
 
     def ask_approval(self, settings: Settings, plan: Plan) -> str:
-        from gestan_release.cockpit import ask_approval
+        from gestan_release.prefect.cockpit import ask_approval
 
         return ask_approval(settings, plan)
 
     def emit_published(self, plan: Plan) -> str:
-        from gestan_release.cockpit import PUBLISHED_EVENT, emit_published
+        from gestan_release.prefect.cockpit import PUBLISHED_EVENT, emit_published
 
         event_id = emit_published(plan)
         self.log(f"{PUBLISHED_EVENT} emitted for {plan.label}")
@@ -287,7 +287,7 @@ def resume_release(
         raise ReleaseError("resume needs a VERSION (`gestan-release status` lists the releases)")
     with workspace(repo) as settings:
         if crashed_flow_run and not version:
-            from gestan_release import prefect_support as ps
+            from gestan_release.prefect import runs as ps
 
             run_id = ps.flow_run_id_of(crashed_flow_run)
             return runbook.resume_crashed(

@@ -1,5 +1,5 @@
 """Take triaged bug reports in from the forum, then acknowledge them: the support's runbook every
-15 minutes of the support's hours (see prefect.yaml). Logic in `gestan_release.intake` / `.acks`."""
+15 minutes of the support's hours (see prefect.yaml). Logic in `support.intake` / `.acks`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.utilities.annotations import quote
 
 from flows.common import OPTS, RETRY, load_settings
-from gestan_release import progress
+from gestan_release.core import progress
 from gestan_release.errors import DeliveryError
 from gestan_release.settings import Settings
 
@@ -19,8 +19,8 @@ from gestan_release.settings import Settings
 def sync_step(settings: Settings, full: bool) -> Any:
     """Read the bug categories; a retry resumes after the last page written."""
     from gestan_release.channels.forum_reader import ForumReader
-    from gestan_release.intake import sync
-    from gestan_release.intake_store import IntakeStore
+    from gestan_release.support.intake import sync
+    from gestan_release.support.intake_store import IntakeStore
 
     store = IntakeStore(settings.database_url)
     with ForumReader.from_settings(settings) as reader:
@@ -36,9 +36,9 @@ def sync_step(settings: Settings, full: bool) -> Any:
 @task(name="acknowledge", **OPTS, **RETRY)
 def ack_step(settings: Settings) -> Any:
     """One acknowledgement per new ticket, one update per raised priority, never twice."""
-    from gestan_release.acks import run_ack
-    from gestan_release.intake_store import IntakeStore
-    from gestan_release.ledger import Ledger
+    from gestan_release.store.ledger import Ledger
+    from gestan_release.support.acks import run_ack
+    from gestan_release.support.intake_store import IntakeStore
 
     url = settings.database_url
     return run_ack(settings, IntakeStore(url), Ledger(url), None)
@@ -46,8 +46,8 @@ def ack_step(settings: Settings) -> Any:
 
 @flow(name="intake", description="Take triaged bug reports in from the forum; acknowledge them.")
 def intake(repo: str = ".", full: bool = False, ack: bool = True) -> dict[str, Any]:
-    from gestan_release.db import ensure_state_dir
-    from gestan_release.intake import summary_markdown
+    from gestan_release.store.db import ensure_state_dir
+    from gestan_release.support.intake import summary_markdown
 
     settings = load_settings(repo)
     ensure_state_dir(settings)

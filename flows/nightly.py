@@ -15,7 +15,7 @@ from gestan_release.errors import GestanReleaseError
 def promises_report(repo: str) -> str | None:
     """Gestan's promises measured: the HTML report under STATE_DIR/reports and its summary as an
     artifact. A report that cannot be made never fails the nightly build."""
-    from gestan_release.report import nightly_report
+    from gestan_release.support.report import nightly_report
 
     try:
         path, text = nightly_report(load_settings(repo))

@@ -14,15 +14,15 @@ import argparse
 import importlib
 import sys
 
+from gestan_release.core.scrub import scrub
 from gestan_release.errors import GestanReleaseError, expected_failure
-from gestan_release.scrub import scrub
 
 # Modules that register commands, in `--help` order.
 COMMAND_MODULES = (
     "gestan_release.commands.history",
     "gestan_release.commands.tickets",
     "gestan_release.commands.releases",
-    "gestan_release.updates.cli",
+    "gestan_release.commands.updates",
     "gestan_release.commands.channels",
     "gestan_release.commands.intake",
     "gestan_release.commands.workers",

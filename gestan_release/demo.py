@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gestan_release.errors import GestanReleaseError
-from gestan_release.git import run
+from gestan_release.history.git import run
 
 TICKETS = [
     (
@@ -202,10 +202,10 @@ def import_tickets(repo: Path) -> Path:
 def run_demo(directory: str | None) -> Path:
     from rich.console import Console
 
-    from gestan_release.console import View
-    from gestan_release.flowrun import run_flow
+    from gestan_release.prefect.flowrun import run_flow
     from gestan_release.settings import load
-    from gestan_release.ticket_store import TicketStore
+    from gestan_release.terminal.console import View
+    from gestan_release.tickets.store import TicketStore
 
     console = Console()
     if directory:
@@ -219,7 +219,7 @@ def run_demo(directory: str | None) -> Path:
     repo = build_sandbox(root)
     tickets_file = import_tickets(repo)
     settings = load(repo)
-    from gestan_release.db import ensure_state_dir
+    from gestan_release.store.db import ensure_state_dir
 
     ensure_state_dir(settings)
     TicketStore(settings.database_url).import_file(tickets_file)
@@ -257,13 +257,13 @@ def run_demo(directory: str | None) -> Path:
 def run_intake(console: Any, settings: Any) -> int:
     """Take the sandbox forum's triaged reports in and acknowledge them (offline), as the
     `intake` flow does every 15 minutes; returns how many acknowledgements went out."""
-    from gestan_release.acks import run_ack
     from gestan_release.channels.forum_reader import ForumReader
-    from gestan_release.intake import sync
-    from gestan_release.intake_store import IntakeStore
-    from gestan_release.ledger import Ledger
-    from gestan_release.sandbox_forum import BASE_URL, CATEGORY, TOKEN, SandboxForum
     from gestan_release.settings import Secret
+    from gestan_release.store.ledger import Ledger
+    from gestan_release.support.acks import run_ack
+    from gestan_release.support.intake import sync
+    from gestan_release.support.intake_store import IntakeStore
+    from gestan_release.support.sandbox_forum import BASE_URL, CATEGORY, TOKEN, SandboxForum
 
     console.rule("0. Bug reports from the forum (gestan-release tickets sync)")
     forum = settings.replace(
@@ -287,7 +287,7 @@ def run_intake(console: Any, settings: Any) -> int:
 
 def demo_report(settings: Any) -> Path:
     """The promises report of the sandbox (`gestan-release report`)."""
-    from gestan_release.report import nightly_report
+    from gestan_release.support.report import nightly_report
 
     path, _ = nightly_report(settings)
     return path

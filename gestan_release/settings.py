@@ -17,18 +17,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gestan_release.core.scrub import remember
 from gestan_release.errors import ConfigError
-from gestan_release.rules import (
+from gestan_release.history.rules import (
     DEFAULT_FIX_TRAILERS,
     DEFAULT_REF_TRAILERS,
     DEFAULT_SKIP_PATTERNS,
     DEFAULT_TICKET_PATTERN,
     Rules,
 )
-from gestan_release.scrub import remember
 
 ENV_PREFIX = "GESTAN_RELEASE_"
 TOML_NAME = "gestan-release.toml"
+# Secret settings may instead be Prefect Secret blocks named `gestan-release-<setting>`.
+SECRET_BLOCK_PREFIX = "gestan-release-"
 
 
 class Secret:

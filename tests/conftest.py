@@ -100,7 +100,7 @@ def make_repo(tmp_path: Path):
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No GESTAN_RELEASE_* variable of the developer's shell leaks into a test, nor a secret that
     an earlier test registered with the scrubber (a wrong token "nope" would mask that word)."""
-    from gestan_release.scrub import forget_all
+    from gestan_release.core.scrub import forget_all
 
     for name in list(os.environ):
         if name.startswith("GESTAN_RELEASE_"):
@@ -145,7 +145,7 @@ class PgServer:
         return self.url(name)
 
     def drop(self, url: str) -> None:
-        from gestan_release import db
+        from gestan_release.store import db
 
         db.dispose_all()
         name = url.rsplit("/", 1)[1]
@@ -184,7 +184,7 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def pg_session_url(pg_server: PgServer) -> str:
     """One fresh database for the session's PostgreSQL tests, migrated to the newest schema."""
-    from gestan_release import db
+    from gestan_release.store import db
 
     url = pg_server.create()
     db.upgrade(url)
@@ -195,8 +195,8 @@ def _empty_tables(url: str) -> None:
     """Every table of the schema emptied (the schema itself kept): a clean ledger per test."""
     import sqlalchemy as sa
 
-    from gestan_release import db
-    from gestan_release.tables import metadata
+    from gestan_release.store import db
+    from gestan_release.store.tables import metadata
 
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with db.engine_for(url).begin() as connection:

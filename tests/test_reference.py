@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_changelog_cli import history  # noqa: F401  (a fixture: a range with every rule)
-from test_updates_hostile import AUTH, TOKEN, entry, request
+from fakes.asgi import AUTH, TOKEN, entry, request
+from fakes.histories import every_rule_history
 
 from gestan_release.cli import build_parser, main
 from gestan_release.settings import ENV_PREFIX, Settings
@@ -173,8 +173,8 @@ def run_json(capsys, *args: str) -> Any:
     return json.loads(out)
 
 
-def test_the_json_examples_have_the_keys_the_commands_print(capsys, history):  # noqa: F811
-    repo, _ = history
+def test_the_json_examples_have_the_keys_the_commands_print(capsys, git_repo):
+    repo, _ = every_rule_history(git_repo)
     # A maintenance branch with a flash fix not shipped yet: `status` recommends a U version.
     repo.branch("release/15.3", "v15.3.0")
     repo.checkout("release/15.3")

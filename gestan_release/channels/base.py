@@ -1,6 +1,6 @@
 """The one small seam between the pipeline and the outside world (cf. httpx's transports).
 
-The pipeline *builds* messages (pure functions of the release, `gestan_release.messages`) and hands
+The pipeline *builds* messages (pure functions of the release, `release.messages`) and hands
 each to a *sender*; the outbox is just another sender. Every message carries its ledger key, so the
 pipeline can record a delivery before and after sending and skip what is already done.
 
@@ -122,8 +122,8 @@ def send_many(
 def unexpected_failure(message: Message, exc: Exception) -> DeliveryError:
     """A permanent `DeliveryError` for an exception that is not one while building or sending
     `message` (a library choking on its data): recorded with its reason, the others go on."""
-    from gestan_release.scrub import scrub
-    from gestan_release.validation import excerpt
+    from gestan_release.core.scrub import scrub
+    from gestan_release.core.validation import excerpt
 
     return DeliveryError(
         f"{message.key} could not be built or sent ({type(exc).__name__}: "

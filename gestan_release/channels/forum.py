@@ -13,11 +13,11 @@
 - `201` -> `Receipt(external_id, url)`. `202` (pre-moderation, `{"message", "status": 202}`) ->
   `Receipt(state="pending_approval")`: the post exists and waits for a moderator; the pipeline
   records it as done-pending and never posts it again.
-- By the one retry policy of `gestan_release.retry`: flood control (a validation error on `body`
+- By the one retry policy of `core.retry`: flood control (a validation error on `body`
   asking to wait) and `429` are waited out (the number of seconds in the message, else
   `Retry-After`, else `flood_pause`), a bounded number of times; `5xx`, timeouts and connection
   errors are retried with exponential backoff; `401`/`403` are permanent. Error messages never
-  contain the token: what the forum says passes through `gestan_release.scrub` (a server could
+  contain the token: what the forum says passes through `gestan_release.core.scrub` (a server could
   quote our Authorization header).
 
 What "never twice" means on the forum:
@@ -40,7 +40,7 @@ What "never twice" means on the forum:
 Why one module: about 500 lines on purpose (one outside service, one module): posting, finding
 by marker and completing the parts of a post are one state machine over the same client. Cutting a
 body into parts is `forum_parts`; HTTP, retries and waits are `channels.http` and
-`gestan_release.retry`; reading bug reports is `forum_reader`.
+`gestan_release.core.retry`; reading bug reports is `forum_reader`.
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gestan_release import retry
 from gestan_release.channels.base import ForumComment, ForumTopic, Message, Receipt
 from gestan_release.channels.forum_parts import part_number, split_body
 from gestan_release.channels.http import HttpChannel
+from gestan_release.core import retry
+from gestan_release.core.retry import Backoff, RateLimit, Verdict
+from gestan_release.core.scrub import remember, scrub
 from gestan_release.errors import DeliveryError
-from gestan_release.retry import Backoff, RateLimit, Verdict
-from gestan_release.scrub import remember, scrub
 
 log = logging.getLogger(__name__)
 

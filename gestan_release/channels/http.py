@@ -1,5 +1,5 @@
 """What the HTTP channels (X, the forum) share: one `httpx.Client` with our User-Agent, the retry
-policy of `gestan_release.retry`, and a context manager. Each channel says how to judge an answer
+policy of `core.retry`, and a context manager. Each channel says how to judge an answer
 (`_judge`): what is done, what to wait for, what may pass, what is refused (scrubbed)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from gestan_release.channels.base import Closing, Receipt
-from gestan_release.retry import DONE, Backoff, HttpRetry, RateLimit, Verdict
-from gestan_release.retry import log as retry_log
+from gestan_release.core.retry import DONE, Backoff, HttpRetry, RateLimit, Verdict
+from gestan_release.core.retry import log as retry_log
 
 
 class HttpChannel(Closing):

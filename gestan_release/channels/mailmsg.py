@@ -1,7 +1,7 @@
 """A `Mail` as a real RFC 5322 message, shared by the Maildir outbox and the SMTP sender.
 
 Addresses are built with `email.headerregistry.Address`, never by concatenation, and every value
-that reaches a header is checked again by `gestan_release.validation` (the rule the ticket import
+that reaches a header is checked again by `core.validation` (the rule the ticket import
 applies) before the message is built: not only CR, LF and NUL but every control character (VT,
 FF, U+001C–U+001E, NEL…) and the Unicode line separators, which header folding treats as line
 breaks. Python 3.11.7 predates the fix for CVE-2024-6923 (header injection through folded values).
@@ -21,14 +21,14 @@ from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr, parseaddr
 
 from gestan_release.channels.base import Mail
+from gestan_release.core.validation import MSGID_RE as _MSGID_RE
+from gestan_release.core.validation import check_text, excerpt
 from gestan_release.errors import DeliveryError
-from gestan_release.validation import MSGID_RE as _MSGID_RE
-from gestan_release.validation import check_text, excerpt
 
 
 def check_header_value(value: str | None, what: str) -> None:
     """Refuse a header value that could add a header or a line, or hide what it says (the
-    characters `gestan_release.validation` refuses everywhere)."""
+    characters `gestan_release.core.validation` refuses everywhere)."""
     if value is None:
         return
     try:

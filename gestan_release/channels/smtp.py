@@ -30,7 +30,7 @@ each mail is handed to the server at most once unless the server answered that i
 Why one module: about 650 lines on purpose (one outside service, one module): the connection
 pool, the batch workers and one attempt share the sender's state (the idle sessions, the batch's
 fatal error, the retry policy), and what a reply means depends on where in the session it came.
-Building the message is `mailmsg`, the retry policy `gestan_release.retry`.
+Building the message is `mailmsg`, the retry policy `gestan_release.core.retry`.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from typing import TYPE_CHECKING, Any
 
 from gestan_release.channels.base import Closing, Mail, Message, Receipt
 from gestan_release.channels.mailmsg import as_bytes, build_email, build_failure
+from gestan_release.core.retry import Backoff, gave_up
+from gestan_release.core.scrub import remember_smtp_login, scrub
+from gestan_release.core.validation import check_text
 from gestan_release.errors import ConfigError, DeliveryError
-from gestan_release.retry import Backoff, gave_up
-from gestan_release.scrub import remember_smtp_login, scrub
-from gestan_release.validation import check_text
 
 if TYPE_CHECKING:
     from gestan_release.settings import Settings
@@ -236,7 +236,7 @@ class SmtpSender(Closing):
         self._ssl_context = ssl_context
         self.sleep = sleep
         self.clock = clock
-        # `retries` after the first attempt: the one retry policy (`gestan_release.retry`).
+        # `retries` after the first attempt: the one retry policy (`gestan_release.core.retry`).
         self.backoff = Backoff(retries + 1, backoff, max_backoff)
         self.local_hostname = local_hostname
         self._idle: list[_Connection] = []

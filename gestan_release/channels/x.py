@@ -12,12 +12,12 @@ Authentication (a *user* context is required to post; an app-only bearer token c
   the old one stops working once used, so the operator must persist the new one** (e.g. update the
   Prefect Secret block from `on_token_refresh`), or the next run will fail with a 401.
 
-Behaviour, by the one retry policy of `gestan_release.retry`: 2xx -> `Receipt(external_id=<post
+Behaviour, by the one retry policy of `gestan_release.core.retry`: 2xx -> `Receipt(external_id=<post
 id>, url=https://x.com/i/web/status/<id>)`; 429 -> wait until `x-rate-limit-reset` (capped by
 `max_rate_limit_wait`, beyond it a transient `DeliveryError`); 5xx, timeouts and connection errors
 -> bounded retries with exponential backoff; 403 duplicate content (`DuplicatePost`), other 403
 (suspended account, missing permission) and 401 (after a failed refresh) -> permanent. Error
-messages never contain a secret: what X says about a problem passes through `gestan_release.scrub`
+messages never contain a secret: what X says about a problem passes through `core.scrub`
 (X could quote our Authorization header).
 
 What "never twice" means on X:
@@ -47,12 +47,12 @@ from typing import Any
 
 import httpx
 
-from gestan_release import retry
 from gestan_release.channels.base import Message, Post, Receipt
 from gestan_release.channels.http import HttpChannel
+from gestan_release.core import retry
+from gestan_release.core.retry import AGAIN, Backoff, RateLimit, Verdict
+from gestan_release.core.scrub import remember, scrub
 from gestan_release.errors import DeliveryError, DuplicatePost
-from gestan_release.retry import AGAIN, Backoff, RateLimit, Verdict
-from gestan_release.scrub import remember, scrub
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     With APPROVAL=required a release pauses after its approval request (the artifact `approval-X-
     Y-Z` of its flow run) until someone answers. This approves it: the flow run goes on and ships.
     Needs PREFECT_API_URL (the server of the run)."""
-    from gestan_release.cockpit import answer
+    from gestan_release.prefect.cockpit import answer
 
     _needs_server()
     run_id = answer(args.version, True, by=args.by)
@@ -47,7 +47,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
     Reject a release waiting at the approval gate: its flow run ends Failed with REASON and nothing
     is shipped; the next run plans the release afresh."""
-    from gestan_release.cockpit import answer
+    from gestan_release.prefect.cockpit import answer
 
     _needs_server()
     run_id = answer(args.version, False, args.reason, by=args.by)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from gestan_release.commands import add_format, command, note, settings_from, warn
 
 if TYPE_CHECKING:
-    from gestan_release.analysis import RangeFixes
-    from gestan_release.planning import Range
+    from gestan_release.history.analysis import RangeFixes
+    from gestan_release.release.planning import Range
     from gestan_release.settings import Settings
 
 
@@ -85,17 +85,17 @@ def cmd_changelog(args: argparse.Namespace) -> int:
     reporters get no mail. --release gives the notes of an existing release; --explain tells why
     one ticket is or is not fixed in the range (each commit that names it and the rule that
     applied)."""
-    from gestan_release.changelog import render
     from gestan_release.errors import GitError, ReleaseError
-    from gestan_release.git import toplevel
-    from gestan_release.history import Rules, scan_range
-    from gestan_release.planning import (
+    from gestan_release.history.git import toplevel
+    from gestan_release.history.ranges import Rules, scan_range
+    from gestan_release.history.versions import Version
+    from gestan_release.release.changelog import render
+    from gestan_release.release.planning import (
         changelog_for,
         range_warnings,
         release_range,
         resolve_range,
     )
-    from gestan_release.versions import Version
 
     # A short-lived process that makes a few hundred thousand small objects without a cycle on
     # a big range: the cyclic collector would only walk them again and again (~20 % of the time).
@@ -150,9 +150,9 @@ def _explain(
     args: argparse.Namespace, settings: Settings, rng: Range, fixes: RangeFixes, to_label: str
 ) -> int:
     """`changelog --explain ID`: the story of one ticket in the range."""
-    from gestan_release.changelog import render_story
-    from gestan_release.stories import story_of
-    from gestan_release.ticket_lookup import lookup_tickets
+    from gestan_release.history.stories import story_of
+    from gestan_release.release.changelog import render_story
+    from gestan_release.tickets.lookup import lookup_tickets
 
     story = story_of(fixes, args.explain).to_json()
     known = lookup_tickets(settings.database_url, [args.explain])
@@ -175,7 +175,7 @@ def cmd_next_version(args: argparse.Namespace) -> int:
     a U sub-version (patch bump on a release/X.Y branch, default the newest) or a nightly (pre-
     release of the next full version). Text output is the bare version, for scripts; --format json
     gives version, label, tag, previous and kind."""
-    from gestan_release.planning import next_version
+    from gestan_release.release.planning import next_version
 
     settings = settings_from(args)
     nxt = next_version(settings, args.kind, args.ref)

@@ -44,8 +44,8 @@ def register(sub: Any) -> None:
 def _stores(settings: Any, store: Any = None) -> tuple[Any, Any]:
     """The intake store (`store` opened, or a new one) and the ledger, the state directory made
     and the schema migrated."""
-    from gestan_release.intake_cursors import LazyIntakeStore
-    from gestan_release.ledger import Ledger
+    from gestan_release.store.ledger import Ledger
+    from gestan_release.support.intake_cursors import LazyIntakeStore
 
     intake = (store if store is not None else LazyIntakeStore(settings)).open()
     return intake, Ledger(intake.url)
@@ -73,11 +73,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     priority; one without is listed 'à trier'. Incremental and safe to interrupt: the next run goes
     on where this one stopped. Then sends the acknowledgement mail of every new ticket (once),
     unless --no-ack."""
-    from gestan_release.acks import AckResult, run_ack
     from gestan_release.channels.forum_reader import ForumReader
-    from gestan_release.console import View
-    from gestan_release.intake import sync
-    from gestan_release.intake_cursors import LazyIntakeStore, ack_outlook
+    from gestan_release.support.acks import AckResult, run_ack
+    from gestan_release.support.intake import sync
+    from gestan_release.support.intake_cursors import LazyIntakeStore, ack_outlook
+    from gestan_release.terminal.console import View
 
     # Opened when there is something to write: a re-sync with nothing new reads its cursors with
     # the stdlib and never imports SQLAlchemy (issue 10: within a second).
@@ -85,7 +85,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     store = LazyIntakeStore(settings)
     with (
         ForumReader.from_settings(settings) as reader,
-        View(out=sys.stderr).watching(prefect=False) as display,
+        View(out=sys.stderr).watching() as display,
     ):
         summary = sync(settings, reader, store, full=True if args.full else None, progress=display)
     for tid, old, new in summary.reprioritised:
@@ -112,7 +112,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     each forum-tracked open ticket not yet acknowledged, or of the tickets ID…, once, through SMTP
     or the Maildir outbox; mail one short update for a priority raised since. Its Message-ID is
     stored so the 'fixed' mail threads under it."""
-    from gestan_release.acks import run_ack
+    from gestan_release.support.acks import run_ack
 
     settings = settings_from(args)
     return _print_ack(run_ack(settings, *_stores(settings), args.ids or None))
@@ -129,9 +129,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gestan_release.errors import ConfigError
-    from gestan_release.promise_facts import load_facts
-    from gestan_release.promises import measure
-    from gestan_release.report import write_report
+    from gestan_release.support.promise_facts import load_facts
+    from gestan_release.support.promises import measure
+    from gestan_release.support.report import write_report
 
     since = None
     if args.since:

@@ -62,8 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, name: str, **params: Any) -> int:
     """Run the flow, show how it ended, and say the exit code (README: exit codes)."""
-    from gestan_release.console import View
-    from gestan_release.flowrun import run_flow
+    from gestan_release.prefect.flowrun import run_flow
+    from gestan_release.terminal.console import View
 
     view = View.from_args(args)
     try:
@@ -125,7 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     Show the last releases, the deliveries left undone, the tickets fixed on main but not released
     (by priority), and flash fixes on a maintenance branch not yet shipped (a U version is
     recommended)."""
-    from gestan_release.status import render_status, status
+    from gestan_release.support.status import render_status, status
 
     data = status(settings_from(args))
     if args.format == "json":
@@ -153,7 +153,7 @@ def cmd_on_tag(args: argparse.Namespace) -> int:
     Check that TAG is a release tag of this repository and emit the Prefect event
     `gestan.release.tagged`; the trigger in prefect.yaml starts the hotfix or release deployment,
     which adopts the tag. Needs PREFECT_API_URL."""
-    from gestan_release.prefect_support import emit_tag_event
+    from gestan_release.prefect.runs import emit_tag_event
 
     settings = settings_from(args)
     event = emit_tag_event(settings, args.tag)

@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 from gestan_release.commands import add_format, command, note, settings_from
+from gestan_release.core.validation import ticket_id_arg, url_host
 from gestan_release.errors import TicketError
-from gestan_release.tickets import STATUSES, Priority, Ticket
-from gestan_release.validation import ticket_id_arg, url_host
+from gestan_release.tickets.values import STATUSES, Priority, Ticket
 
 PRIORITIES = [p.value for p in Priority]
 # Forum reports that are not tickets (yet): listed from the intake's store.
@@ -78,8 +78,8 @@ def register(subparsers: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from gestan_release.db import ensure_state_dir
-    from gestan_release.ticket_store import TicketStore
+    from gestan_release.store.db import ensure_state_dir
+    from gestan_release.tickets.store import TicketStore
 
     settings = settings_from(args)
     ensure_state_dir(settings)
@@ -93,15 +93,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     Add or update every ticket of FILE: a .json array of objects or a .csv whose header names the
     columns. The whole file is checked first; if any row is bad, every problem is listed with its
     line and nothing is written."""
-    from gestan_release.console import View
-    from gestan_release.ticket_import import read_import_file
+    from gestan_release.terminal.console import View
+    from gestan_release.tickets.importer import read_import_file
 
     settings = settings_from(args)
     # Checked completely before the store is even opened.
     rows = read_import_file(args.file, forum_host=url_host(settings.forum_base_url))
     store = _store(args)
     # A live bar on a terminal (on stderr, like the note), plain milestones otherwise.
-    with View(out=sys.stderr).watching(prefect=False) as display:
+    with View(out=sys.stderr).watching() as display:
         summary = store.import_rows(rows, display)
     note(str(summary))
     return 0
@@ -111,7 +111,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     """add or update one ticket
 
     Add a ticket, or update the one with that id (its status is kept)."""
-    from gestan_release.ticket_fields import parse_reporter, ticket_from_mapping
+    from gestan_release.tickets.fields import parse_reporter, ticket_from_mapping
 
     name, email = parse_reporter(args.reporter)
     ticket, _, problems = ticket_from_mapping(
@@ -217,7 +217,7 @@ def _as_text(ticket: Ticket) -> str:
 
 def _list_reports(args: argparse.Namespace) -> int:
     """`tickets list --status a-trier|ecarte`: forum reports the intake did not make tickets."""
-    from gestan_release.intake_store import IntakeStore
+    from gestan_release.support.intake_store import IntakeStore
 
     store = _store(args)
     reports = [

@@ -20,8 +20,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     Secret block, default), then what lives on this machine's disk and would be lost if it vanished
     (nothing, on a stateless worker). Secrets are never shown, only whether they are set. Secret
     blocks are looked up when PREFECT_API_URL is set."""
+    from gestan_release.prefect.secrets import secret_blocks_present
+    from gestan_release.release.workers import doctor_report
     from gestan_release.settings import Secret
-    from gestan_release.workers import doctor_report, secret_blocks_present
 
     settings = settings_from(args)
     blocks = secret_blocks_present(settings)

@@ -14,11 +14,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from gestan_release.core.validation import excerpt, json_too_deep
 from gestan_release.updates import UpdatesError
 from gestan_release.updates.answers import JSON, NO_STORE, Answer, StoreHealth, error
 from gestan_release.updates.manifest import ManifestError, check_channel, parse_version
 from gestan_release.updates.store import ReleaseConflict, ReleaseNotFound, Store
-from gestan_release.validation import excerpt, json_too_deep
 
 MAX_BODY = 64 * 1024
 MAXJSON_DEPTH = 8  # a release entry nests three levels deep

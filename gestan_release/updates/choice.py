@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from gestan_release.core.validation import excerpt
+from gestan_release.history.versions import Version
 from gestan_release.updates.manifest import (
     CHANNEL_RE,
     INSTALL_ID_RE,
@@ -32,8 +34,6 @@ from gestan_release.updates.manifest import (
     STABLE,
     find_release,
 )
-from gestan_release.validation import excerpt
-from gestan_release.versions import Version
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gestan_release.core.validation import excerpt
 from gestan_release.errors import VersionError
+from gestan_release.history.versions import Kind, Version
 from gestan_release.updates import UpdatesError
-from gestan_release.validation import excerpt
-from gestan_release.versions import Kind, Version
 
 STABLE = "stable"
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")

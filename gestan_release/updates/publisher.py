@@ -11,8 +11,8 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
+from gestan_release.core.scrub import remember, scrub
 from gestan_release.errors import ConfigError, DeliveryError
-from gestan_release.scrub import remember, scrub
 from gestan_release.updates.manifest import check_channel, parse_version
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class HttpPublisher:
     ) -> None:
         import httpx
 
-        from gestan_release.retry import Backoff, HttpRetry
+        from gestan_release.core.retry import Backoff, HttpRetry
 
         self.base_url = base_url.rstrip("/")
         self._retry = HttpRetry(
@@ -121,7 +121,7 @@ class HttpPublisher:
         return f"/v1/channels/{channel}/releases/{quote(version)}"
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
-        from gestan_release import retry
+        from gestan_release.core import retry
 
         what = f"{method} {path}"
 

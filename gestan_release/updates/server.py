@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gestan_release.core.validation import excerpt
+from gestan_release.history.versions import Version
 from gestan_release.updates import UpdatesError
 from gestan_release.updates.admin import MAX_BODY, AdminApi
 from gestan_release.updates.answers import (
@@ -53,8 +55,6 @@ from gestan_release.updates.manifest import (
     parse_version,
 )
 from gestan_release.updates.store import SignedManifest, Store
-from gestan_release.validation import excerpt
-from gestan_release.versions import Version
 
 log = logging.getLogger("gestan_release.updates.server")
 

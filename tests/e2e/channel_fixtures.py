@@ -34,8 +34,8 @@ from fakes.x_server import FakeX
 from flow_fixtures import NOT_FORUM, TICKETS, VERSION, Sandbox, build_sandbox
 
 from gestan_release.demo import BUILD
-from gestan_release.ticket_store import TicketStore
-from gestan_release.tickets import Ticket
+from gestan_release.tickets.store import TicketStore
+from gestan_release.tickets.values import Ticket
 
 # Distinctive secrets: a test can look for them anywhere (they must never show).
 X_TOKEN = "xtok-7Qv3ZpR9-user-context-DO-NOT-LEAK"
@@ -85,7 +85,7 @@ class Channels:
     def kill_after_send(self, key: str) -> None:
         """The side effect of delivery `key` happens, then the process dies before the ledger
         records it (once: the next run is a new process)."""
-        from gestan_release.ledger import Ledger
+        from gestan_release.store.ledger import Ledger
 
         real = Ledger.mark_done
         armed = [True]
@@ -100,7 +100,7 @@ class Channels:
 
     def kill_before_summary(self) -> None:
         """Every step ran; the process dies before the release's summary (once)."""
-        from gestan_release import runbook
+        from gestan_release.release import runbook
 
         real = runbook.summary
         armed = [True]
@@ -178,7 +178,7 @@ def message_id(received: ReceivedMail) -> str:
 
 def import_tickets(box: Sandbox, forum: FakeVanilla) -> dict[int, int]:
     """The sandbox's tickets, each forum report pointing at its own discussion on the fake."""
-    from gestan_release.db import ensure_state_dir
+    from gestan_release.store.db import ensure_state_dir
 
     ensure_state_dir(box.settings())
     discussions: dict[int, int] = {}

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from gestan_release.demo import BUILD
-from gestan_release.ticket_store import TicketStore
-from gestan_release.tickets import Ticket
+from gestan_release.tickets.store import TicketStore
+from gestan_release.tickets.values import Ticket
 
 VERSION = "15.5.0"
 
@@ -108,7 +108,7 @@ class Sandbox:
         return self.settings().database_url
 
     def ledger(self) -> Any:
-        from gestan_release.ledger import Ledger
+        from gestan_release.store.ledger import Ledger
 
         return Ledger(self.db_url)
 
@@ -116,7 +116,7 @@ class Sandbox:
         return TicketStore(self.db_url)
 
     def import_tickets(self, ids: tuple[int, ...] | None = None) -> None:
-        from gestan_release.db import ensure_state_dir
+        from gestan_release.store.db import ensure_state_dir
 
         ensure_state_dir(self.settings())  # keeps the database out of `git status`
         rows = [

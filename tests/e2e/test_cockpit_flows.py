@@ -48,7 +48,7 @@ def _paused_run(version: str, timeout: float = 300) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from gestan_release.cockpit import approval_key
+    from gestan_release.prefect.cockpit import approval_key
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
@@ -97,7 +97,7 @@ def test_approved_from_the_terminal_then_published_once(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from gestan_release.cockpit import PUBLISHED_EVENT, approval_key, published_event_id
+    from gestan_release.prefect.cockpit import PUBLISHED_EVENT, approval_key, published_event_id
 
     run = Background("release", gated)
     run_id = _paused_run(VERSION)
@@ -163,8 +163,8 @@ def test_long_steps_show_progress_artifacts(prefect_harness: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from gestan_release import progress as progress_
-    from gestan_release.cockpit import ArtifactProgress
+    from gestan_release.core import progress as progress_
+    from gestan_release.prefect.cockpit import ArtifactProgress
 
     @flow
     def fan_out() -> str:

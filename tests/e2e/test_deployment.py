@@ -25,7 +25,7 @@ def prefect_server(tmp_path: Path):
 def test_deploy_all_and_run_release_through_a_worker(prefect_server, tmp_path: Path) -> None:
     from gestan_release.demo import build_sandbox, import_tickets
     from gestan_release.settings import load
-    from gestan_release.ticket_store import TicketStore
+    from gestan_release.tickets.store import TicketStore
 
     env = prefect_server
     repo = build_sandbox(tmp_path / "sandbox")

@@ -26,8 +26,8 @@ from flow_fixtures import (  # noqa: E402
 )
 
 from gestan_release.errors import GestanReleaseError, ReleaseError  # noqa: E402
-from gestan_release.lock import ReleaseLock  # noqa: E402
-from gestan_release.tables import OverrideRecord, ReleaseTicketRecord  # noqa: E402
+from gestan_release.release.lock import ReleaseLock  # noqa: E402
+from gestan_release.store.tables import OverrideRecord, ReleaseTicketRecord  # noqa: E402
 
 pytestmark = pytest.mark.slow
 # The fixtures (session harness, sandbox) live in flow_fixtures.py, beside this file.
@@ -179,8 +179,8 @@ class Faults:
 
     def fail(self, effect: str) -> None:
         """Make `effect` fail (a clean failure: nothing happened)."""
-        from gestan_release import gitops
         from gestan_release.errors import GitError
+        from gestan_release.history import gitops
         from gestan_release.updates.publisher import LocalPublisher, PublishError
 
         def failing(real, exc):  # type: ignore[no-untyped-def]
@@ -210,7 +210,7 @@ class Faults:
 
     def crash_after(self, key: str) -> None:
         """The side effect happens, then the process 'dies' before the ledger records it."""
-        from gestan_release.ledger import Ledger
+        from gestan_release.store.ledger import Ledger
 
         real = Ledger.mark_done
 

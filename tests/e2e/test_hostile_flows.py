@@ -13,7 +13,7 @@ pytest.register_assert_rewrite("flow_fixtures")
 from flow_fixtures import VERSION, Sandbox, failed, ok, run_flow  # noqa: E402
 
 from gestan_release.errors import DeliveryError, ReleaseError  # noqa: E402
-from gestan_release.tickets import Ticket  # noqa: E402
+from gestan_release.tickets.values import Ticket  # noqa: E402
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("flow_fixtures",)

@@ -11,7 +11,7 @@ from fakes.contracts import contracts_dir
 from fakes.vanilla_server import FakeVanilla
 
 from gestan_release.settings import load
-from gestan_release.ticket_store import TicketStore
+from gestan_release.tickets.store import TicketStore
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("flow_fixtures",)

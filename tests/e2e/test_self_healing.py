@@ -39,8 +39,8 @@ from prefect_servers import (
 from update_servers import TOKEN, start_update_server
 
 from gestan_release.demo import BUILD
-from gestan_release.ticket_store import TicketStore
-from gestan_release.tickets import Ticket
+from gestan_release.tickets.store import TicketStore
+from gestan_release.tickets.values import Ticket
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_a_release_whose_worker_is_lost_is_finished_by_another_worker(
     pg_server,
     smtp_cert,  # noqa: F811  (the fixture imported above)
 ) -> None:
-    from gestan_release.ledger import Ledger
+    from gestan_release.store.ledger import Ledger
 
     box = build_sandbox(make_repo, tmp_path)  # box.remote: the bare REPO_URL
     ledger_url = pg_server.create()

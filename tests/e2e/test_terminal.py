@@ -332,8 +332,8 @@ def test_an_unexpected_error_names_the_run_where_the_traceback_is(
     capfd: pytest.CaptureFixture[str],
     api_log: list[dict[str, Any]],
 ) -> None:
-    from gestan_release import steps
     from gestan_release.cli import main
+    from gestan_release.release import steps
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("reporter_email")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gestan_release.plan import Plan
+from gestan_release.release.plan import Plan
 
 
 def u_plan(version: str = "15.4.1") -> Plan:

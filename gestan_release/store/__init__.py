@@ -1,0 +1,1 @@
+"""The database: engines and migrations, every table, the ledger (release and delivery books)."""
