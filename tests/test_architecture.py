@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -436,4 +435,4 @@ def print_map() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(print_map())
+    print_map()

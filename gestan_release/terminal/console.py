@@ -21,7 +21,6 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -31,7 +30,7 @@ from gestan_release.terminal.display import TerminalDisplay, live_capable, make_
 
 QUIET, NORMAL, VERBOSE = "quiet", "normal", "verbose"
 # What `View.watching` enters around the work besides the display: (verbosity, display) -> cm.
-Taming = Callable[[str, Progress], AbstractContextManager[object]]
+Taming = Callable[[str, Progress], contextlib.AbstractContextManager[object]]
 
 
 # --------------------------------------------------------------------------------------------
